@@ -1,0 +1,3 @@
+from vqfr.cli import main
+
+raise SystemExit(main())
