@@ -18,8 +18,7 @@ COMMANDS = ("run", "restore", "metrics", "fid_stats", "datasets", "models", "pro
             "ablate", "report")
 
 
-class UserError(Exception):
-    """An error the user can fix: printed as one clear message, no traceback, exit code 2."""
+from vqfr.errors import VqfrError as UserError  # noqa: E402  (re-exported for the commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
