@@ -22,6 +22,8 @@ class Asset:
     key_prefix: str = ""               # stripped on load ("module." for DataParallel files)
     manual: str = ""                   # where to get it by hand (Google Drive pages, ...)
     description: str = ""
+    format: str = "state_dict"         # "state_dict" (torch weights), "pickle" (other torch.save
+                                       # object, e.g. FID statistics) or "npz" (numpy arrays)
 
 
 @dataclass(frozen=True)
