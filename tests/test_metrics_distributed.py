@@ -1,0 +1,114 @@
+"""A real 2-process torch.distributed run (gloo, CPU): every metric that can run with synthetic
+weights, 5 images sharded unevenly over 2 ranks; after ``sync()`` each rank's ``compute()`` must
+equal the single-process result exactly (per image and aggregate)."""
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import socket
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from vqfr.metrics.collection import MetricCollection
+
+WORLD_SIZE = 2
+SIZE = 192  # NIQE needs at least two 96-px blocks per side
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def shard(rank: int, count: int) -> torch.Tensor:
+    """DistributedSampler-style strided shard: rank 0 gets 3 images of 5, rank 1 gets 2."""
+    return torch.arange(rank, count, WORLD_SIZE)
+
+
+def worker(rank: int, port: int, names: list[str], options: dict, data: dict, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=120))
+    try:
+        metrics = MetricCollection(names, options=options)
+        index = shard(rank, len(data["restored"]))
+        metrics.update(data["restored"][index], data["reference"][index], index)
+        metrics.sync()
+        torch.save(metrics.compute(), f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def metric_setup(reference_dir, synth_weights, tmp_path_factory):
+    """(names, options): every registered metric whose module exists, with synthetic weights."""
+    folder = tmp_path_factory.mktemp("weights")
+    vgg = json.loads((reference_dir / "metrics" / "vgg16_features_manifest.json").read_text())
+    arcface = json.loads((reference_dir / "arcface_resnet18" / "manifest.json").read_text())
+    torch.save(synth_weights.synth_state_dict(vgg, 1), folder / "vgg16.pth")
+    torch.save(synth_weights.synth_state_dict(arcface, 1), folder / "arcface.pth")
+    wanted = {
+        "psnr": {}, "ssim": {},
+        "niqe": {"weights": str(reference_dir / "metrics" / "niqe_pris_params.npz")},
+        "lpips": {"weights": str(folder / "vgg16.pth")},
+        "deg": {"weights": str(folder / "arcface.pth")},
+        "ids": {"weights": str(folder / "arcface.pth")},
+    }
+    from vqfr.metrics.registry import METRICS
+
+    names, options, missing = [], {}, []
+    for name, opts in wanted.items():
+        try:
+            importlib.import_module(METRICS[name].split(":")[0])
+        except ModuleNotFoundError:
+            missing.append(name)
+            continue
+        names.append(name)
+        options[name] = opts
+    if missing:
+        warnings.warn(f"metric modules not written yet, left out of the distributed test: "
+                      f"{missing}; fid needs a reference-statistics option not covered here")
+    return names, options
+
+
+@pytest.fixture(scope="module")
+def images(faces_dir):
+    paths = sorted(faces_dir.glob("*.png"))[:5]
+    reference = [cv2.resize(cv2.imread(str(p))[..., ::-1], (SIZE, SIZE),
+                            interpolation=cv2.INTER_AREA) for p in paths]
+    restored = [cv2.GaussianBlur(im, (0, 0), 1.5) for im in reference]
+    to_tensor = lambda ims: torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).contiguous()
+    return {"restored": to_tensor(restored), "reference": to_tensor(reference)}
+
+
+@pytest.mark.slow
+def test_two_process_sync_equals_single_process(metric_setup, images, tmp_path):
+    names, options = metric_setup
+    assert {"psnr", "ssim", "lpips", "deg", "ids"} <= set(names)
+    out = str(tmp_path / "result")
+    mp.spawn(worker, args=(free_port(), names, options, images, out), nprocs=WORLD_SIZE,
+             join=True)
+
+    # Single process: the same per-rank batches, fed in the opposite order.
+    single = MetricCollection(names, options=options)
+    for rank in reversed(range(WORLD_SIZE)):
+        index = shard(rank, 5)
+        single.update(images["restored"][index], images["reference"][index], index)
+    expected = single.compute()
+
+    for rank in range(WORLD_SIZE):
+        results = torch.load(f"{out}.{rank}", weights_only=False)
+        assert list(results) == names
+        for name in names:
+            assert results[name].per_image == expected[name].per_image, (rank, name)
+            assert list(results[name].per_image) == [0, 1, 2, 3, 4]
+            assert results[name].value == expected[name].value, (rank, name)
+            assert results[name].extra == expected[name].extra, (rank, name)

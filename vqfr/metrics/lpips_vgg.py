@@ -1,0 +1,120 @@
+"""LPIPS (VGG, v0.1) as TencentARC/VQFR ``metric_paper/calculate_lpips.py`` computes it.
+
+Official protocol: ``lpips.LPIPS(net='vgg')`` (version 0.1, lpips=True, spatial=False), linear heads
+from the ``lpips`` wheel, backbone = torchvision's ImageNet VGG16 (``vgg16-397923af.pth``). Images
+are RGB scaled to [-1, 1] (``normalize(mean=0.5, std=0.5)``), called as ``loss(restored, gt)`` with
+``normalize=False``; the reported value is the mean over pairs.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
+
+# torchvision ``vgg16().features`` index ranges held by lpips' ``net.slice1`` ... ``net.slice5``.
+_VGG_SLICES = ((1, range(4)), (2, range(4, 9)), (3, range(9, 16)), (4, range(16, 23)),
+               (5, range(23, 30)))
+
+
+def vgg16_to_lpips_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a torchvision VGG16 state dict (``features.N.weight`` as in ``vgg16-397923af.pth``,
+    classifier keys ignored, or the bare ``N.weight`` of ``vgg16().features``) onto lpips' keys
+    ``net.slice{s}.N.weight``. Every feature tensor must find a place."""
+    slice_of = {i: s for s, indices in _VGG_SLICES for i in indices}
+    mapped = {}
+    for key, tensor in state_dict.items():
+        if key.startswith("classifier."):
+            continue
+        bare = key.removeprefix("features.")
+        index, _, param = bare.partition(".")
+        if not index.isdigit() or int(index) not in slice_of or param not in ("weight", "bias"):
+            raise KeyError(f"unexpected key {key!r} in the VGG16 weights (expected torchvision's "
+                           "vgg16 layout: features.N.weight / features.N.bias)")
+        mapped[f"net.slice{slice_of[int(index)]}.{bare}"] = tensor
+    return mapped
+
+
+def load_lpips_vgg(weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+                   assets: Mapping[str, str] | None = None) -> torch.nn.Module:
+    """``lpips.LPIPS`` (VGG, v0.1) with its heads from the wheel and the given VGG16 backbone.
+    ``pnet_rand=True`` keeps torchvision from downloading ImageNet weights; ours replace them."""
+    import lpips
+
+    from vqfr.zoo import load_asset_state_dict, load_state_dict_file
+
+    if weights is None:
+        state_dict = load_asset_state_dict(LPIPS.asset, assets)
+    elif isinstance(weights, Mapping):
+        state_dict = weights
+    else:
+        state_dict = load_state_dict_file(weights)
+    with warnings.catch_warnings():  # lpips still calls torchvision's deprecated pretrained=
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="vgg", version="0.1", lpips=True, spatial=False, pretrained=True,
+                            pnet_rand=True, verbose=False)
+    missing, unexpected = model.load_state_dict(vgg16_to_lpips_keys(state_dict), strict=False)
+    missing_backbone = [k for k in missing if k.startswith("net.")]
+    if unexpected or missing_backbone:
+        raise KeyError(f"VGG16 weights do not fit LPIPS: unexpected {unexpected}, "
+                       f"missing {missing_backbone}")
+    return model.eval().requires_grad_(False)
+
+
+def to_minus1_1(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 RGB -> [-1, 1] as the official script: /255 then normalize(mean=0.5, std=0.5)."""
+    return (images.to(dtype) / 255.0 - 0.5) / 0.5
+
+
+class LPIPS(Metric):
+    name: ClassVar[str] = "lpips"
+    lower_is_better: ClassVar[bool] = True
+    needs_reference: ClassVar[bool] = True
+    asset: ClassVar[str] = "lpips-vgg16"
+
+    def __init__(self, weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 assets: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.net = load_lpips_vgg(weights, assets).to(self.device, dtype)
+        self.add_state("index", torch.zeros(0, dtype=torch.long), reduce="cat")
+        self.add_state("values", torch.zeros(0, dtype=torch.float64), reduce="cat")
+
+    @torch.inference_mode()
+    def distances(self, restored: torch.Tensor, reference: torch.Tensor,
+                  per_layer: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Per-pair LPIPS [B] (and the per-layer terms [B, 5] with ``per_layer=True``)."""
+        check_images(restored, reference, self.name)
+        x = to_minus1_1(restored.to(self.device), self.dtype)
+        y = to_minus1_1(reference.to(self.device), self.dtype)
+        value, layers = self.net(x, y, retPerLayer=True, normalize=False)
+        value = value.flatten(1).squeeze(1)
+        if per_layer:
+            return value, torch.stack([t.flatten(1).squeeze(1) for t in layers], dim=1)
+        return value
+
+    def update(self, restored: torch.Tensor, reference: torch.Tensor | None = None,
+               index: torch.Tensor | None = None) -> None:
+        if reference is None:
+            raise ValueError("lpips needs the reference (ground-truth) images")
+        if index is None:
+            raise ValueError("lpips: update() needs the global image indices")
+        values = self.distances(restored, reference)
+        self.index = torch.cat([self.index, index.detach().cpu().long()])
+        self.values = torch.cat([self.values, values.detach().double().cpu()])
+
+    def compute(self) -> MetricResult:
+        index, values = ordered_rows(self.index, self.values)
+        per_image = dict(zip(index.tolist(), values.tolist()))
+        return MetricResult(value=float(values.mean()) if len(values) else float("nan"),
+                            per_image=per_image, extra={"count": len(values)})
+
+    def options(self) -> dict[str, Any]:
+        return {"net": "vgg", "version": "0.1", "input_range": "[-1,1]", "normalize": False,
+                "dtype": str(self.dtype).removeprefix("torch.")}
