@@ -1,0 +1,244 @@
+"""`vqfr-eval report`: tables beside the paper specs, grids, figures, escaping, offsets.
+
+The run directories are written through the runner's real result writer
+(`vqfr.run.results.write_summary` / `write_per_image_csv`) from real faces: "restorations" are
+blends of a blurred copy and the ground truth, scored with PSNR computed here, so every number
+in the report has a known, independent value.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vqfr.cli import main
+from vqfr.metrics.base import MetricResult
+from vqfr.report.render import build_report
+from vqfr.report.runs import find_method_runs, offset_magnitudes
+from vqfr.run.results import write_per_image_csv, write_summary
+
+SIZE = 128
+NASTY_STEM = "<img src=x onerror=alert(1)>"          # '/' cannot appear in a file name
+NASTY_LABEL = "<script>alert(1)</script>"
+
+
+class _PsnrInfo:
+    """What write_summary reads from a metric object: direction and protocol options."""
+    lower_is_better = False
+
+    def options(self):
+        return {"correct_mean_var": False, "test_y_channel": False, "crop_border": 0}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def _write_method(root: Path, dataset: dict, name: str, label: str, options: dict,
+                  images: dict[str, np.ndarray], gts: dict[str, np.ndarray]) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{name}-{json.dumps(options, sort_keys=True)}")
+    folder = root / dataset["name"] / slug
+    (folder / "images").mkdir(parents=True)
+    stems = list(images)
+    for stem, image in images.items():
+        cv2.imwrite(str(folder / "images" / f"{stem}.png"), image)
+    values = {i: psnr(images[s], gts[s]) for i, s in enumerate(stems)}
+    results = {"psnr": MetricResult(float(np.mean(list(values.values()))), values)}
+    write_per_image_csv(folder / "per_image.csv", stems, results)
+    write_summary(folder / "summary.json", dataset=dataset,
+                  method={"name": name, "label": label, "options": options,
+                          "weights": {"asset": name, "path": None, "sha256": "0" * 64,
+                                      "synthetic_seed": 1}},
+                  results=results, metrics={"psnr": _PsnrInfo()},
+                  counts={"images": len(stems), "restored": len(stems), "reused": 0,
+                          "failed": []},
+                  provenance={"device": "cpu", "dtype": "fp32", "batch_size": 2,
+                              "world_size": 1, "command": "test fixture"})
+    return folder
+
+
+def make_runs(faces_dir: Path, tmp: Path) -> tuple[Path, dict]:
+    """A run dir on a 4-face 'celeba-test' (LQ = blurred faces) with: lq, a CodeFormer
+    fidelity_weight sweep (GT/LQ blends), a method with a hostile label, and TWM offsets."""
+    data = tmp / "data" / "mini"
+    (data / "lq").mkdir(parents=True)
+    (data / "hq").mkdir()
+    faces = sorted(p for p in faces_dir.glob("*.png"))[:4]
+    stems = [p.stem for p in faces[:3]] + [NASTY_STEM]
+    gts, lqs = {}, {}
+    for stem, path in zip(stems, faces):
+        gt = cv2.resize(cv2.imread(str(path)), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        # the hostile stem is blurred most, so it is every method's worst image and shown
+        gts[stem], lqs[stem] = gt, cv2.GaussianBlur(gt, (0, 0), 4 if stem == NASTY_STEM else 2)
+        cv2.imwrite(str(data / "hq" / f"{stem}.png"), gt)
+        cv2.imwrite(str(data / "lq" / f"{stem}.png"), lqs[stem])
+    dataset = {"name": "celeba-test", "root": str(data), "count": 4, "paired": True,
+               "manifest_sha256": None, "file_list_sha256": "f" * 64}
+    run = tmp / "run"
+    folders = {"lq": _write_method(run, dataset, "lq", "Input", {}, lqs, gts)}
+    for w in (0.0, 0.5, 1.0):   # w = 1 is the most faithful: closest to GT here
+        blend = {s: np.clip(np.rint(w * 0.8 * gts[s] + (1 - w * 0.8) * lqs[s]), 0, 255)
+                 .astype(np.uint8) for s in stems}
+        folders[w] = _write_method(run, dataset, "codeformer", f"CodeFormer (w={w})",
+                                   {"fidelity_weight": w}, blend, gts)
+    folders["nasty"] = _write_method(run, dataset, "vqfr-v1", NASTY_LABEL,
+                                     {"branch": "main", "note": "<b>x</b>"}, lqs, gts)
+    rng = np.random.default_rng(0)
+    (folders["nasty"] / "offsets").mkdir()
+    offsets = {"Level_32": rng.normal(size=(72, 4, 4)).astype(np.float32),
+               "Level_16": rng.normal(size=(72, 8, 8)).astype(np.float32)}
+    np.savez(folders["nasty"] / "offsets" / f"{stems[0]}.npz", **offsets)
+    return run, {"folders": folders, "gts": gts, "lqs": lqs, "stems": stems, "offsets": offsets}
+
+
+@pytest.fixture(scope="module")
+def report(faces_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    run, info = make_runs(faces_dir, tmp)
+    index = build_report([run], tmp / "out", ["codeformer_celeba_test", "vqfr_ablation_twm"])
+    return index, run, info
+
+
+def _local_refs(text: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]*)"', text)
+
+
+def test_self_contained_and_escaped(report):
+    index, _, _ = report
+    text = index.read_text(encoding="utf-8")
+    # hostile names are text, never markup
+    assert html.escape(NASTY_LABEL) in text and NASTY_LABEL not in text
+    assert html.escape(NASTY_STEM, quote=False) in text and NASTY_STEM not in text
+    assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+    assert "<script" not in text.lower()
+    # no external resources of any kind: every reference is a relative file beside index.html
+    refs = _local_refs(text)
+    assert refs, "the report references its images"
+    for ref in refs:
+        assert not re.match(r"^[a-z]+:|^//", ref), ref
+        assert (index.parent / ref).is_file(), ref
+    assert "url(" not in text and "@import" not in text and "<link" not in text
+
+
+def test_table_values_deltas_and_best(report):
+    index, _, info = report
+    text = index.read_text(encoding="utf-8")
+    runs = {r.label: r for r in find_method_runs([report[1]])}
+    measured = {label: np.mean([psnr(cv2.imread(str(r.image_path(s))), info["gts"][s])
+                                for s in info["stems"]]) for label, r in runs.items()}
+    # CodeFormer w=0.5 sits beside the third-party paper PSNR 22.18 with the difference
+    cf = measured["CodeFormer (w=0.5)"]
+    assert f"{cf:.2f}" in text and "22.18" in text
+    assert f"{cf - 22.18:+.2f}" in text
+    # the best measured PSNR (w=1.0, closest to GT) is highlighted in the measured table
+    best = max(measured, key=measured.get)
+    assert best == "CodeFormer (w=1.0)"
+    assert re.search(rf'class="measured best">{measured[best]:.2f}<', text)
+    assert "PSNR ↑" in text and "↓" in text          # direction arrows (LPIPS/FID columns)
+    # counts and protocol options under the tables; unknown paper cells are marked, not filled
+    assert "PSNR: 4 images" in text and "correct_mean_var=false" in text
+    assert "paper protocol correct_mean_var=true" in text and "DIFFERS in correct_mean_var" in text
+    assert "—<sup>?</sup>" in text
+
+
+def test_grid_selection_and_crops(report):
+    index, run, info = report
+    text = index.read_text(encoding="utf-8")
+    primary = next(r for r in find_method_runs([run]) if r.name != "lq")
+    values = primary.per_image_values("psnr")
+    order = sorted(values, key=values.get)      # independent: ascending PSNR = worst first
+    for which, stem in (("best", order[-1]), ("worst", order[0])):
+        assert f"{which} PSNR ({values[stem]:.4g})" in text
+        assert html.escape(stem, quote=False) in text
+    # every tile has an eye and a mouth crop of the documented fixed boxes
+    eye_crops = sorted((index.parent / "img").glob("*_eyes.png"))
+    assert eye_crops
+    crop = cv2.imread(str(eye_crops[0]))
+    assert crop.shape[:2] == (round(280 / 512 * SIZE) - round(200 / 512 * SIZE),
+                              round(372 / 512 * SIZE) - round(140 / 512 * SIZE))
+    assert "not available" not in text            # LQ and GT found through the dataset root
+
+
+def test_sweep_and_distribution_figures(report):
+    index, _, _ = report
+    text = index.read_text(encoding="utf-8")
+    assert "fidelity_weight ∈ 0.0, 0.5, 1.0" in text
+    figs = list((index.parent / "fig").glob("sweep_*.png"))
+    assert len(figs) == 1 and figs[0].stat().st_size > 1000
+    assert list((index.parent / "fig").glob("dist_*.png"))
+
+
+def test_offset_magnitude_maps(report):
+    index, _, info = report
+    npz = next(p for p in info["folders"]["nasty"].glob("offsets/*.npz"))
+    levels = offset_magnitudes(npz)
+    assert list(levels) == ["Level_32", "Level_16"]       # coarse to fine
+    raw = info["offsets"]["Level_16"]
+    dy, dx = raw[0::2], raw[1::2]                          # torchvision (dy, dx) pairs
+    np.testing.assert_allclose(levels["Level_16"], np.sqrt(dy ** 2 + dx ** 2).mean(0),
+                               rtol=1e-6)
+    assert list((index.parent / "fig").glob("offsets_*.png"))
+    assert "offset magnitude per level" in index.read_text(encoding="utf-8")
+
+
+def test_cli(report, tmp_path, capsys):
+    _, run, _ = report
+    assert main(["report", str(run), "--spec", "vqfr_celeba_test", "-o", str(tmp_path)]) == 0
+    assert (tmp_path / "index.html").is_file()
+    assert main(["report", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")]) == 2
+    assert main(["report", str(run), "--spec", "no_such_spec", "-o", str(tmp_path)]) == 2
+    assert "no spec" in capsys.readouterr().err
+
+
+def make_real_run(faces_dir: Path, tmp: Path) -> Path:
+    """A real small run: `vqfr-eval run` on 3 faces (128 px; LQ = blur sigma 2) with the input
+    itself and a folder of results made elsewhere (blur sigma 1), scored with PSNR and SSIM."""
+    data, done = tmp / "mini", tmp / "elsewhere"
+    for sub in ("lq", "hq"):
+        (data / sub).mkdir(parents=True)
+    done.mkdir()
+    for path in sorted(faces_dir.glob("*.png"))[:3]:
+        gt = cv2.resize(cv2.imread(str(path)), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(data / "hq" / path.name), gt)
+        cv2.imwrite(str(data / "lq" / path.name), cv2.GaussianBlur(gt, (0, 0), 2))
+        cv2.imwrite(str(done / path.name), cv2.GaussianBlur(gt, (0, 0), 1))
+    run = tmp / "real-run"
+    assert main(["run", "--dataset", str(data), "--method", f"lq,folder:{done}",
+                 "--metrics", "psnr,ssim", "--out", str(run), "--quiet"]) == 0
+    return run
+
+
+def test_end_to_end_real_run(faces_dir, tmp_path):
+    run = make_real_run(faces_dir, tmp_path)
+    out = tmp_path / "report"
+    assert main(["report", str(run), "--spec", "vqfr_celeba_test", "-o", str(out)]) == 0
+    text = (out / "index.html").read_text(encoding="utf-8")
+    summaries = [json.loads(p.read_text()) for p in sorted(run.glob("*/*/summary.json"))]
+    assert len(summaries) == 2
+    for summary in summaries:                      # the runner's numbers, as it wrote them
+        for metric, decimals in (("psnr", 2), ("ssim", 4)):
+            assert f"{summary['metrics'][metric]:.{decimals}f}" in text
+    assert "PSNR: 3 images" in text and "correct_mean_var=true" in text
+    # the spec's rows are CelebA-Test models: nothing here matches them, and the page says so
+    assert "no run matches any of its rows" in text
+    # LQ (the lq run), the folder method and GT (found through the dataset the summary names)
+    # for each of the 3 images: every tile is present
+    assert "not available" not in text
+    assert len(list((out / "img").glob("*_eyes.png"))) == 3 * 3
+
+
+def test_report_imports_no_torch():
+    """Reports are rebuilt from result files alone: the report room never loads torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vqfr.report.render, vqfr.report.efficiency, vqfr.cli.report; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
