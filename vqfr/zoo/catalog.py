@@ -125,4 +125,4 @@ for _version in ("1.3", "1.4"):
         paper="wang2021gfpgan"))
 register_model(ModelSpec(
     name="codeformer", arch="vqfr.archs.codeformer:CodeFormer", asset="codeformer",
-    options={"fidelity_weight": 0.5}, input_size="512", paper="zhou2022codeformer"))
+    options={"fidelity_weight": 0.5, "gray_threshold": 10.0}, input_size="512", paper="zhou2022codeformer"))
