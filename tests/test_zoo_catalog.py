@@ -23,7 +23,7 @@ def test_models_and_their_defaults():
         "vqfr-v2": ("vqfr.archs.vqfr_v2:VQFRv2", {"fidelity_ratio": 0.0}, "512"),
         "gfpgan-v1.3": ("vqfr.archs.gfpgan:GFPGANv1Clean", {"noise": "random", "seed": 0}, "512"),
         "gfpgan-v1.4": ("vqfr.archs.gfpgan:GFPGANv1Clean", {"noise": "random", "seed": 0}, "512"),
-        "codeformer": ("vqfr.archs.codeformer:CodeFormer", {"fidelity_weight": 0.5}, "512"),
+        "codeformer": ("vqfr.archs.codeformer:CodeFormer", {"fidelity_weight": 0.5, "gray_threshold": 10.0}, "512"),
     }
     for name, (arch, options, size) in expected.items():
         spec = get_model_spec(name)
