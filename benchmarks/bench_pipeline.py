@@ -1,0 +1,194 @@
+"""One pass vs the official scripts' way, on the CelebA-Test metric set.
+
+A paired set is synthesised from the real faces in ../shared/faces (``vqfr.data.degradation``,
+CelebA-Test-style degradation), restored with one model (synthetic weights) and measured with
+LPIPS, FID, NIQE, Deg., PSNR and SSIM (metric networks with synthetic weights too: the timings are
+what matter here, the values only check that both ways agree). Two ways, same arithmetic:
+
+- **ours**: ``vqfr-eval run`` (``run_benchmark``): each image decoded once, restored in batches,
+  written by writer threads, and every metric updated from the in-memory uint8 result;
+- **official**: restore and save image by image (BasicSR test / inference scripts), then one script
+  per metric re-reading the folders image by image (``calculate_psnr_ssim.py`` computes PSNR and
+  SSIM in one loop; ``calculate_fid_folder.py`` batches 64), building its networks afresh.
+
+Also timed: the metric stage alone (ours on ``folder:`` of the restored images vs the metric
+scripts) and a rerun of ours (everything cached). Usage::
+
+    python benchmarks/bench_pipeline.py            # 24 faces (about an hour on 2 CPU cores)
+    python benchmarks/bench_pipeline.py --quick    # 4 faces
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import torch
+
+from vqfr.data.degradation import synthesize
+from vqfr.data.images import list_images, read_image
+from vqfr.metrics.collection import MetricCollection
+from vqfr.run.benchmark import RunConfig, run_benchmark
+from vqfr.run.methods import parse_method
+from vqfr.run.restorer import Restorer
+from vqfr.zoo import write_synthetic_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PAPER_METRICS = ["lpips", "fid", "niqe", "deg", "psnr", "ssim"]
+# One official script per entry, in the order the VQFR README runs them.
+OFFICIAL_SCRIPTS = {"psnr_ssim": ["psnr", "ssim"], "lpips": ["lpips"], "niqe": ["niqe"],
+                    "fid": ["fid"], "deg": ["deg"]}
+
+
+def synthetic_assets(folder: Path, model: str) -> dict[str, Path]:
+    """Synthetic files for the model and the metric networks that exist in this checkout."""
+    from vqfr.archs.arcface import ResNetArcFace
+
+    assets = {model: write_synthetic_checkpoint(model, folder / f"{model}.pth", seed=1),
+              "arcface-resnet18": write_synthetic_checkpoint(
+                  "arcface-resnet18", folder / "arcface.pth", seed=1, layout=ResNetArcFace()),
+              "niqe-params": SHARED / "reference" / "metrics" / "niqe_pris_params.npz"}
+    import torchvision
+
+    with torch.device("meta"):
+        vgg = torchvision.models.vgg16()
+    assets["lpips-vgg16"] = write_synthetic_checkpoint("lpips-vgg16", folder / "vgg16.pth",
+                                                       seed=1, layout=vgg.features)
+    try:
+        from vqfr.archs.inception import FIDInceptionV3
+    except ImportError:
+        return assets
+    with torch.device("meta"):
+        inception = FIDInceptionV3()
+    assets["fid-inception"] = write_synthetic_checkpoint("fid-inception", folder / "incep.pth",
+                                                         seed=1, layout=inception)
+    return assets
+
+
+def usable_metrics(assets: dict[str, Path]) -> tuple[list[str], dict]:
+    metrics, skipped = [], {}
+    for name in PAPER_METRICS:
+        try:
+            MetricCollection([name], assets=assets, options=metric_options([name]))
+            metrics.append(name)
+        except Exception as exc:  # not written yet, or its reference statistics are absent
+            skipped[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return metrics, skipped
+
+
+def metric_options(names: list[str]) -> dict:
+    """Without the FFHQ-512 statistics, FID compares with the GT images' features."""
+    return {"fid": {"reference": "gt"}} if "fid" in names else {}
+
+
+def as_batch(rgb) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous()
+
+
+def official_way(data: Path, out: Path, model: str, metrics: list[str], assets: dict,
+                 device: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Restore + save one by one, then one folder-reading loop per metric script."""
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    restorer = Restorer(parse_method(model), assets, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in list_images(data / "lq"):
+        bgr = cv2.imread(str(path))
+        restored = restorer(as_batch(bgr[:, :, ::-1].copy()))[0].permute(1, 2, 0).cpu().numpy()
+        cv2.imwrite(str(out / f"{path.stem}.png"), restored[:, :, ::-1])
+    times["restore+save"] = time.perf_counter() - start
+    del restorer
+
+    values: dict[str, float] = {}
+    for script, names in OFFICIAL_SCRIPTS.items():
+        names = [n for n in names if n in metrics]
+        if not names:
+            continue
+        start = time.perf_counter()
+        collection = MetricCollection(names, assets=assets, device=device,
+                                      options=metric_options(names))
+        restored_files, gt_files = list_images(out), list_images(data / "hq")
+        if script == "fid":   # SingleImageDataset + DataLoader(batch_size=64), GT stats too
+            for begin in range(0, len(restored_files), 64):
+                chunks = [files[begin:begin + 64] for files in (restored_files, gt_files)]
+                restored, gt = (torch.cat([as_batch(read_image(p)) for p in c]) for c in chunks)
+                collection.update(restored, gt, torch.arange(begin, begin + len(chunks[0])))
+        else:                 # zip(sorted(glob(restored)), sorted(glob(gt))), one pair at a time
+            for index, (r, g) in enumerate(zip(restored_files, gt_files)):
+                collection.update(as_batch(read_image(r)), as_batch(read_image(g)),
+                                  torch.tensor([index]))
+        values.update({n: r.value for n, r in collection.compute().items()})
+        times[script] = time.perf_counter() - start
+    return times, values
+
+
+def timed_run(**kwargs) -> tuple[float, dict]:
+    start = time.perf_counter()
+    report = run_benchmark(RunConfig(**kwargs))
+    seconds = time.perf_counter() - start
+    if not report.summaries:
+        raise SystemExit(f"the run produced no result: {report.failed or report.skipped}")
+    return seconds, report.summaries[0]["metrics"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 faces instead of 24")
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--model", default="vqfr-v1", help="zoo model (default: vqfr-v1)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="restoration batch (default 1: fastest for 512x512 on CPU)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
+    args = parser.parse_args()
+    count = args.images or (4 if args.quick else 24)
+    faces = sorted(p for p in (SHARED / "faces").glob("*.png"))[:count]
+    if len(faces) < count:
+        raise SystemExit(f"need {count} faces in {SHARED / 'faces'}, found {len(faces)}")
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="bench_pipeline_"))
+    (work / "src").mkdir(parents=True, exist_ok=True)
+    for face in faces:
+        shutil.copy(face, work / "src" / face.name)
+    synthesize(work / "src", work / "data", seed=0)
+    assets = synthetic_assets(work / "weights", args.model)
+    metrics, skipped = usable_metrics(assets)
+    for name, why in skipped.items():
+        print(f"note: {name} left out ({why})")
+    print(f"{count} faces, {args.model} (synthetic weights), metrics {','.join(metrics)}, "
+          f"{args.device}, {torch.get_num_threads()} threads")
+
+    common = dict(dataset=str(work / "data"), metrics=metrics, device=args.device,
+                  batch_size=args.batch_size, assets=assets, quiet=True,
+                  metric_options=metric_options(metrics))
+    ours, our_values = timed_run(methods=[args.model], out=work / "ours", **common)
+    rerun, _ = timed_run(methods=[args.model], out=work / "ours", **common)
+    official_times, official_values = official_way(work / "data", work / "official",
+                                                   args.model, metrics, assets, args.device)
+    ours_metrics, _ = timed_run(methods=[f"folder:{work / 'official'}"], out=work / "folder",
+                                **common)
+    official = sum(official_times.values())
+    official_metrics = official - official_times["restore+save"]
+
+    print("\nofficial way (s): " + ", ".join(f"{k} {v:.1f}" for k, v in official_times.items()))
+    print(f"{'':34}{'ours (s)':>10}{'official (s)':>14}{'ratio':>8}")
+    for label, a, b in (("restore + all metrics", ours, official),
+                        ("metric stage only", ours_metrics, official_metrics),
+                        ("rerun, all cached", rerun, official)):
+        print(f"{label:34}{a:10.1f}{b:14.1f}{b / a:7.2f}x")
+    print("\nvalues (ours / official way):")
+    for name in metrics:
+        a, b = float(our_values[name]), float(official_values[name])
+        print(f"  {name:6} {a:.8g} / {b:.8g}  (|diff| {abs(a - b):.2g})")
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

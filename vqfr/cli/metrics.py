@@ -1,0 +1,58 @@
+"""``vqfr-eval metrics --restored DIR [--gt DIR] --metrics ... --json OUT.json``."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+from vqfr.cli.run import add_device_options
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "metrics", help="measure a folder of restored images",
+        description="Measure restored images, paired with --gt by file stem (never by sorted "
+                    "position; any missing, extra or ambiguous file is an error). Without "
+                    "--gt only no-reference metrics and FID are measured.")
+    parser.add_argument("--restored", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--gt", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--metrics", default="psnr,ssim,lpips,niqe,fid,deg", metavar="M1,M2",
+                        help="metric names (default: psnr,ssim,lpips,niqe,fid,deg; without --gt "
+                             "the full-reference ones are skipped)")
+    parser.add_argument("--fid-ref", default=None, metavar="STATS_OR_DIR",
+                        help="FID reference: a statistics file, a folder of images, or gt (the "
+                             "--gt images); default: the FFHQ-512 statistics asset, as the paper")
+    add_device_options(parser, batch_size=8)
+    parser.add_argument("--json", required=True, type=Path, metavar="OUT.json")
+    parser.add_argument("--csv", type=Path, default=None, metavar="OUT.csv",
+                        help="per-image values as CSV")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from vqfr.run.cache import atomic_write_bytes, atomic_write_json
+    from vqfr.run.evaluate import evaluate_folders
+    from vqfr.zoo import parse_asset_overrides
+
+    names = [m for m in args.metrics.split(",") if m]
+    metric_options = {"fid": {"reference": args.fid_ref}} if args.fid_ref else None
+    result = evaluate_folders(args.restored, args.gt, names, device=args.device,
+                              assets=parse_asset_overrides(args.asset),
+                              batch_size=args.batch_size, metric_options=metric_options,
+                              show_progress=not args.quiet)
+    atomic_write_json(args.json, result)
+    if args.csv:
+        columns = ["name"] + [n for n in result["metrics"]
+                              if any(n in row for row in result["per_image"])]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(result["per_image"])
+        atomic_write_bytes(args.csv, buffer.getvalue().encode())
+    for name, value in result["metrics"].items():
+        print(f"{name}: {value}")
+    for name, reason in result["skipped"].items():
+        print(f"{name}: skipped ({reason})")
+    return 0

@@ -1,0 +1,90 @@
+"""``vqfr-eval run --dataset NAME|DIR`` (also ``vqfr-eval --dataset ...``): the benchmark."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vqfr.run.methods import PAPER_METHODS
+from vqfr.run.restorer import DTYPES, SIZE_POLICIES
+
+
+def add_device_options(parser: argparse.ArgumentParser, batch_size: int = 4) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=batch_size, metavar="N",
+                        help=f"images per model call (default: {batch_size})")
+    parser.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
+                        help="use this file for asset NAME (weights, metric parameters); "
+                             "repeatable; see `vqfr-eval models`")
+
+
+def add_restore_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dtype", choices=list(DTYPES), default="fp32",
+                        help="restoration precision; fp16/bf16 use autocast (default: fp32, "
+                             "the official setting)")
+    parser.add_argument("--fidelity-ratio", type=float, default=None, metavar="R",
+                        help="VQFR v2 fidelity ratio (official default 0.0)")
+    parser.add_argument("--fidelity-weight", type=float, default=None, metavar="W",
+                        help="CodeFormer fidelity weight w (official default 0.5)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of random inputs (GFPGAN noise) and torch (default: 0)")
+    parser.add_argument("--allow-size", choices=SIZE_POLICIES, default="512",
+                        help="input sizes accepted: 512 (the official 512x512 aligned faces), or "
+                             "multiple-of-32 for models that accept it (VQFR v1)")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help="benchmark methods on a dataset (the default command)",
+        description="Restore a dataset with each method in one pass (cached, resumable; "
+                    "torchrun for several processes) and measure every metric. Results go to "
+                    "RUN_DIR/<dataset>/<method>/{per_image.csv,summary.json}.")
+    parser.add_argument("--dataset", required=True, metavar="NAME|DIR",
+                        help="a registered dataset (celeba-test, ...) or a directory with lq/ "
+                             "(and hq/)")
+    parser.add_argument("--method", action="append", default=None, metavar="M1,M2",
+                        help="zoo models (vqfr-v1, vqfr-v2, gfpgan-v1.3, gfpgan-v1.4, codeformer; "
+                             "options as NAME:key=value[:key=value], label=/slug= name a "
+                             "variant), folder:PATH (results made elsewhere) or lq (the input). "
+                             f"Default: {','.join(PAPER_METHODS)}")
+    parser.add_argument("--metrics", default=None, metavar="M1,M2",
+                        help="metric names (default: the dataset's paper metrics)")
+    parser.add_argument("--fid-ref", default=None, metavar="STATS|DIR|gt",
+                        help="FID reference: a statistics file, a folder of images, or gt (the "
+                             "dataset's own HQ images); default: the FFHQ-512 statistics asset, "
+                             "as the paper")
+    parser.add_argument("--out", type=Path, default=Path("runs"), metavar="RUN_DIR",
+                        help="run directory (default: runs)")
+    parser.add_argument("--root", type=Path, default=None, help="data root for dataset names")
+    add_device_options(parser)
+    add_restore_options(parser)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="threads decoding and encoding images (default: 2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log echo")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from vqfr.run.benchmark import RunConfig, run_benchmark
+    from vqfr.run.results import format_table
+    from vqfr.zoo import parse_asset_overrides
+
+    config = RunConfig(
+        dataset=args.dataset, methods=args.method or list(PAPER_METHODS),
+        metrics=[m for m in args.metrics.split(",") if m] if args.metrics else None,
+        out=args.out, data_root=args.root, device=args.device, batch_size=args.batch_size,
+        dtype=args.dtype, assets=parse_asset_overrides(args.asset),
+        metric_options={"fid": {"reference": args.fid_ref}} if args.fid_ref else {},
+        method_defaults={"fidelity_ratio": args.fidelity_ratio,
+                         "fidelity_weight": args.fidelity_weight},
+        seed=args.seed, allow_size=args.allow_size, workers=args.workers, quiet=args.quiet)
+    report = run_benchmark(config)
+    if not report.is_main:
+        return 0
+    if report.table is not None:
+        print(format_table(report.table, report.summaries[0]["dataset"]["name"]))
+    for slug, reason in report.skipped.items():
+        print(f"skipped {slug} (weights unavailable): {reason}", file=sys.stderr)
+    for slug, reason in report.failed.items():
+        print(f"no result for {slug}: {reason}", file=sys.stderr)
+    return 0 if not report.failed else 1

@@ -1,0 +1,177 @@
+"""``vqfr-eval --dataset NAME``: every method over one dataset in one pass each, then the
+results files and the table. Methods whose weights are missing are skipped with the reason."""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vqfr.data.datasets import Dataset, open_dataset
+from vqfr.data.images import list_images
+from vqfr.data.pairing import match_stems
+from vqfr.errors import AssetUnavailable, VqfrError
+from vqfr.run.distributed import DistContext, init_distributed
+from vqfr.run.methods import PAPER_METHODS, Method, parse_methods
+from vqfr.run.metricset import MetricSet, merge_batch_states
+from vqfr.run.progress import RunLog
+from vqfr.run.restorer import Restorer, make_deterministic
+from vqfr.run.results import (command_line, format_table, results_table, runtime_versions,
+                              write_per_image_csv, write_summary)
+from vqfr.run.runner import Item, MethodPass
+
+
+# CelebA-Test's metric set, the default for a directory without a manifest (full-reference ones
+# are skipped when it has no hq/).
+PAPER_METRICS = ("lpips", "fid", "niqe", "deg", "psnr", "ssim")
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    methods: list[str] = field(default_factory=lambda: list(PAPER_METHODS))
+    metrics: list[str] | None = None          # None: the dataset manifest's paper metrics
+    out: Path = Path("runs")
+    data_root: Path | None = None
+    device: str = "cpu"
+    batch_size: int = 4
+    dtype: str = "fp32"
+    assets: dict[str, Path] = field(default_factory=dict)
+    metric_options: dict[str, dict] = field(default_factory=dict)   # e.g. {"fid": {...}}
+    method_defaults: dict[str, Any] = field(default_factory=dict)  # --fidelity-ratio, --seed...
+    seed: int = 0
+    allow_size: str = "512"
+    workers: int = 2
+    quiet: bool = False
+
+
+@dataclass
+class RunReport:
+    summaries: list[dict] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)    # method slug -> reason
+    failed: dict[str, str] = field(default_factory=dict)     # method slug -> reason
+    table: Any = None
+    is_main: bool = True                                     # rank 0 (prints the results)
+
+
+def dataset_items(dataset: Dataset, method: Method) -> list[Item]:
+    """The images a method is measured on, in the dataset's order. ``folder:`` results pair with
+    the dataset's LQ files by stem, strictly: any missing, extra or ambiguous file is an error
+    (a dataset-level number must cover the whole dataset)."""
+    if method.kind != "folder":
+        return [Item(i, it.stem, it.lq_path, it.hq_path) for i, it in enumerate(dataset.items)]
+    match = match_stems([it.lq_path for it in dataset.items], list_images(method.folder),
+                        strict=True, a_label=f"dataset {dataset.name}",
+                        b_label=str(method.folder))
+    result_of = {lq: result for _, lq, result in match.pairs}
+    return [Item(i, it.stem, result_of[it.lq_path], it.hq_path)
+            for i, it in enumerate(dataset.items)]
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({platform.processor() or platform.machine()})"
+
+
+def run_benchmark(cfg: RunConfig) -> RunReport:
+    ctx = init_distributed(cfg.device)
+    try:
+        return _run(cfg, ctx)
+    finally:
+        ctx.close()
+
+
+def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
+    make_deterministic()
+    torch.manual_seed(cfg.seed)
+    device = ctx.device(cfg.device)
+    dataset = open_dataset(cfg.dataset, root=cfg.data_root)
+    methods = parse_methods(cfg.methods, {"seed": cfg.seed, **cfg.method_defaults})
+    log = RunLog(Path(cfg.out) / "log.txt", quiet=cfg.quiet, enabled=ctx.is_main)
+    log(f"run {command_line()}: dataset {dataset.name} ({dataset.count} images, "
+        f"{'paired' if dataset.paired else 'no references'}), world size {ctx.world_size}, "
+        f"{device}, {cfg.dtype}, batch {cfg.batch_size}")
+    metric_names = list(cfg.metrics or dataset.manifest.get("paper_metrics") or PAPER_METRICS)
+    metrics = MetricSet(metric_names, device=device, assets=cfg.assets, paired=dataset.paired,
+                        options={k: v for k, v in cfg.metric_options.items()
+                                 if k in metric_names})
+    for name, reason in metrics.skipped.items():
+        log(f"metric {name} skipped: {reason}")
+    if not metrics.metrics:
+        raise VqfrError("no metric can be measured: " + "; ".join(
+            f"{n}: {r}" for n, r in metrics.skipped.items()))
+
+    report = RunReport(is_main=ctx.is_main)
+    for method in methods:
+        try:
+            summary = _run_method(cfg, ctx, device, dataset, method, metrics, log)
+        except AssetUnavailable as exc:
+            report.skipped[method.slug] = str(exc)
+            log(f"{method.label}: skipped, weights unavailable: {exc}")
+            continue
+        except VqfrError as exc:
+            report.failed[method.slug] = str(exc)
+            log(f"{method.label}: no result: {exc}")
+            continue
+        if summary is not None:
+            report.summaries.append(summary)
+    if ctx.is_main and report.summaries:
+        report.table = results_table(report.summaries)
+        log(format_table(report.table, dataset.name), echo=False)
+    return report
+
+
+def _run_method(cfg: RunConfig, ctx: DistContext, device: torch.device, dataset: Dataset,
+                method: Method, metrics: MetricSet, log: RunLog) -> dict | None:
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    restorer = (Restorer(method, cfg.assets, device=device, dtype=cfg.dtype)
+                if method.kind == "model" else None)
+    weights = restorer.weights if restorer else None
+    items = dataset_items(dataset, method)
+    method_dir = Path(cfg.out) / dataset.name / method.slug
+    cache_key = {"method": method.key(), "weights_sha256": weights["sha256"] if weights else None,
+                 "dtype": cfg.dtype if restorer else None}
+    one_pass = MethodPass(items, method, restorer, metrics, method_dir, cache_key,
+                          cfg.batch_size, cfg.allow_size, ctx, device, cfg.workers,
+                          show_progress=not cfg.quiet)
+    outcome = one_pass.run()
+    parts = ctx.gather(outcome)
+    if not ctx.is_main:
+        ctx.barrier()
+        return None
+    try:
+        restored = sum(p.restored for p in parts)
+        reused = sum(p.reused for p in parts)
+        failed = {stem: why for p in parts for stem, why in p.failed.items()}
+        one_pass.cache.save({k: v for p in parts for k, v in p.entries.items()})
+        log(f"{method.label}: {restored} restored, {reused} reused from the cache, "
+            f"{len(failed)} failed, {max(p.seconds for p in parts):.1f} s")
+        if failed:
+            listing = "\n  ".join(f"{stem}: {why}" for stem, why in sorted(failed.items()))
+            raise VqfrError(f"{len(failed)} of {len(items)} images could not be used, so no "
+                            f"dataset-level number is given:\n  {listing}")
+        log(f"{method.label}: computing {', '.join(metrics.metrics)}", echo=False)
+        results = metrics.compute(merge_batch_states([p.batch_states for p in parts]))
+        stems = [it.stem for it in items]
+        write_per_image_csv(method_dir / "per_image.csv", stems, results)
+        finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        return write_summary(
+            method_dir / "summary.json",
+            dataset=dataset.summary(),
+            method={"name": method.name, "label": method.label,
+                    "options": (method.options if method.kind != "folder"
+                                else {"folder": str(method.folder)}),
+                    "weights": weights},
+            results=results, metrics=metrics.metrics,
+            counts={"images": len(items), "restored": restored, "reused": reused, "failed": []},
+            provenance={**runtime_versions(), "device": device_description(device),
+                        "dtype": cfg.dtype, "batch_size": cfg.batch_size,
+                        "world_size": ctx.world_size, "seed": cfg.seed,
+                        "command": command_line(), "started": started, "finished": finished},
+            skipped_metrics=metrics.skipped)
+    finally:
+        ctx.barrier()

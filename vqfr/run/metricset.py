@@ -1,0 +1,85 @@
+"""The metrics of a run, updated batch by batch with per-batch states.
+
+Before each batch every metric to update is reset; after it, its states are exactly that batch's
+contribution. Those are kept (and stored on disk by the runner), and the dataset-level result is
+``merge_states`` of all batches in global batch order followed by ``compute()``. So a resumed run
+(finished batches loaded from disk) and an N-process run (batches gathered from every rank) merge
+the very same per-batch states in the very same order as one uninterrupted process: the numbers
+are identical, float "sum" states included.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from vqfr.errors import AssetUnavailable
+from vqfr.metrics import Metric, MetricResult
+from vqfr.metrics.collection import MetricCollection
+from vqfr.run.methods import options_digest
+
+BatchStates = dict[str, dict[int, dict[str, torch.Tensor]]]   # metric -> batch -> states
+
+
+class MetricSet:
+    def __init__(self, names: list[str], device: str | torch.device = "cpu",
+                 assets: Mapping[str, str] | None = None, paired: bool = True,
+                 options: Mapping[str, Mapping] | None = None) -> None:
+        """Builds each metric once (``options``: constructor options by metric name).
+        ``skipped`` maps a metric name to why it is not measured (a full-reference metric on an
+        unpaired set, weights unavailable)."""
+        self.metrics: dict[str, Metric] = {}
+        self.skipped: dict[str, str] = {}
+        for name in names:
+            try:
+                single = MetricCollection(
+                    [name], device=device, assets=assets, paired=paired,
+                    options={name: (options or {})[name]} if name in (options or {}) else None)
+            except AssetUnavailable as exc:
+                self.skipped[name] = str(exc)
+                continue
+            self.metrics.update(single.metrics)
+            self.skipped.update(single.skipped)
+        # FID compared with the GT images' own features (reference="gt") reads them too.
+        self.needs_reference = paired and any(
+            m.needs_reference or getattr(m, "reference", None) == "gt"
+            for m in self.metrics.values())
+
+    def metric_id(self, name: str, batch_size: int) -> str:
+        """Directory name of a metric's stored batch states: its options and the batch size
+        (batches are the unit of reuse) are part of it."""
+        digest = options_digest({"name": name, "options": self.metrics[name].options()})
+        return f"{name}-{digest[:12]}-b{batch_size}"
+
+    def update(self, names: list[str], groups: list[tuple[torch.Tensor, torch.Tensor | None,
+                                                          torch.Tensor]]) -> dict[str, dict]:
+        """Reset the metrics ``names``, update them on the batch (given as same-shape groups of
+        (restored, reference, index)) and return their states: the batch's contribution."""
+        if not names:
+            return {}
+        collection = MetricCollection([self.metrics[n] for n in names])
+        collection.reset()
+        for restored, reference, index in groups:
+            collection.update(restored, reference if self.needs_reference else None, index)
+        return {n: {k: v.detach().cpu().clone() for k, v in self.metrics[n].states().items()}
+                for n in names}
+
+    def compute(self, batch_states: BatchStates) -> dict[str, MetricResult]:
+        results = {}
+        for name, metric in self.metrics.items():
+            per_batch = batch_states.get(name, {})
+            metric.reset()
+            if per_batch:
+                metric.merge_states([per_batch[k] for k in sorted(per_batch)])
+            results[name] = metric.compute()
+        return results
+
+
+def merge_batch_states(parts: list[BatchStates]) -> BatchStates:
+    """Union of the per-batch states gathered from every rank (batches are disjoint)."""
+    merged: BatchStates = {}
+    for part in parts:
+        for name, batches in part.items():
+            merged.setdefault(name, {}).update(batches)
+    return merged
+

@@ -1,0 +1,100 @@
+"""Model restoration of uint8 batches: the official input normalisation, the model's
+``restore()`` under inference mode (autocast for fp16/bf16), and the official ``tensor2img``."""
+from __future__ import annotations
+
+import os
+import warnings
+from contextlib import nullcontext
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from vqfr.run.methods import Method
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+SIZE_POLICIES = ("512", "multiple-of-32")
+
+
+def make_deterministic() -> None:
+    """Deterministic kernels where torch has them (warn, don't fail, where it has none: the
+    remaining nondeterminism on CUDA is atomics in a few backward-only kernels, unused here)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def to_model_input(u8: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB -> float in [-1, 1] (official ``img/255`` then ``normalize(0.5, 0.5)``)."""
+    return (u8.float() / 255 - 0.5) / 0.5
+
+
+def tensor2img(y: torch.Tensor) -> torch.Tensor:
+    """basicsr ``tensor2img(min_max=(-1, 1))`` in torch: float32 clamp, ``(y + 1) / 2``,
+    ``* 255``, round half to even (numpy's and torch's ``round``), uint8. Same float32 ops as
+    the official numpy path, so bit-identical."""
+    y = y.float().clamp(-1, 1)
+    return ((y + 1) / 2 * 255.0).round().to(torch.uint8)
+
+
+def size_error(method: Method, height: int, width: int, allow_size: str = "512") -> str | None:
+    """Why ``method`` cannot restore an image of this size (None if it can). The official test
+    setting is 512x512; ``allow_size="multiple-of-32"`` admits what VQFR v1 also accepts."""
+    if method.kind != "model" or (height, width) == (512, 512):
+        return None
+    if allow_size == "multiple-of-32" and method.input_size == "multiple-of-32":
+        if height % 32 == 0 and width % 32 == 0:
+            return None
+        return (f"{method.name} needs height and width that are multiples of 32, "
+                f"got {width}x{height}")
+    hint = (" (pass --allow-size multiple-of-32 to accept multiples of 32)"
+            if method.input_size == "multiple-of-32" else "")
+    return f"{method.name} restores 512x512 aligned faces, got {width}x{height}{hint}"
+
+
+class Restorer:
+    """One zoo model on one device, turning uint8 LQ batches into uint8 restored batches."""
+
+    def __init__(self, method: Method, overrides: Mapping[str, str] | None = None,
+                 device: str | torch.device = "cpu", dtype: str = "fp32",
+                 synthetic_seed: int | None = None) -> None:
+        from vqfr.zoo import create_model, resolve_asset
+        from vqfr.zoo.registry import MODELS
+
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        self.method = method
+        self.device = torch.device(device)
+        self.dtype = dtype
+        spec = MODELS[method.name]
+        if synthetic_seed is None:
+            with warnings.catch_warnings():  # create_model below warns about the same file
+                warnings.simplefilter("ignore")
+                asset = resolve_asset(spec.asset, overrides)
+            self.weights: dict[str, Any] = {"asset": spec.asset, "path": str(asset.path),
+                                            "sha256": asset.sha256, "synthetic_seed": None}
+        else:
+            self.weights = {"asset": spec.asset, "path": None,
+                            "sha256": f"synthetic-seed-{synthetic_seed}",
+                            "synthetic_seed": synthetic_seed}
+        self._build = lambda: create_model(method.name, overrides, device=self.device,
+                                           synthetic_seed=synthetic_seed)
+        self._model: torch.nn.Module | None = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """Built on first use, so a run whose images all come from the cache loads no model."""
+        if self._model is None:
+            self._model = self._build()
+        return self._model
+
+    def _autocast(self):
+        if self.dtype == "fp32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[self.dtype])
+
+    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+        """uint8 B x 3 x H x W RGB (any device) -> uint8 B x 3 x H x W RGB on ``self.device``."""
+        with torch.inference_mode(), self._autocast():
+            out = self.model.restore(to_model_input(lq.to(self.device)), **self.method.options)
+        return tensor2img(out)
