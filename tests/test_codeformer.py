@@ -2,12 +2,18 @@
 (../shared/reference/codeformer, README section "CodeFormer")."""
 from __future__ import annotations
 
-import json
-
 import cv2
 import numpy as np
 import pytest
 import torch
+from goldens import (
+    manifest_layout,
+    max_abs_diff,
+    read_golden,
+    read_manifest,
+    state_dict_layout,
+    synthetic_model,
+)
 from torch import nn
 
 from vqfr.archs.codeformer import CodeFormer, CodeFormerPass, official_gray_output, official_is_gray
@@ -17,26 +23,19 @@ OUTPUT_TOLERANCE = 1e-3   # out_w*, lq_feat (README)
 LOGIT_TOLERANCE = 1e-4    # logits (README)
 
 
-def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a.double() - b.double()).abs().max().item()
-
-
 @pytest.fixture(scope="module")
 def manifest(reference_dir):
-    return json.loads((reference_dir / "codeformer" / "manifest.json").read_text())
+    return read_manifest(reference_dir, "codeformer")
 
 
 @pytest.fixture(scope="module")
 def golden(reference_dir):
-    return torch.load(reference_dir / "codeformer" / "golden_seed1.pt", weights_only=False)
+    return read_golden(reference_dir, "codeformer")
 
 
 @pytest.fixture(scope="module")
 def model(manifest, golden, synth_weights):
-    net = CodeFormer().eval()
-    net.load_state_dict(synth_weights.synth_state_dict(manifest, golden["seed"]), strict=True)
-    return net
+    return synthetic_model(CodeFormer, manifest, synth_weights, seed=golden["seed"])
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +46,7 @@ def sweep(model, golden) -> CodeFormerPass:
 
 
 def test_state_dict_layout_matches_manifest(manifest, model):
-    state = model.state_dict()
-    ours = [(key, list(t.shape), str(t.dtype).removeprefix("torch.")) for key, t in state.items()]
-    ref = [(e["key"], e["shape"], e.get("dtype", "float32")) for e in manifest["tensors"]]
+    ours, ref = state_dict_layout(model), manifest_layout(manifest)
     assert len(ours) == manifest["num_tensors"] == 515
     assert ours == ref
 

@@ -2,36 +2,35 @@
 (../shared/reference/gfpgan_v1.4, README section "GFPGAN v1.3 / v1.4")."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
+from goldens import (
+    manifest_layout,
+    max_abs_diff,
+    read_golden,
+    read_manifest,
+    state_dict_layout,
+    synthetic_model,
+)
 
 from vqfr.archs.gfpgan import GFPGANv1Clean
 
 TOLERANCE = 1e-3  # README: max|diff| on `image` and `out_rgb_*`
 
 
-def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a.double() - b.double()).abs().max().item()
-
-
 @pytest.fixture(scope="module")
 def manifest(reference_dir):
-    return json.loads((reference_dir / "gfpgan_v1.4" / "manifest.json").read_text())
+    return read_manifest(reference_dir, "gfpgan_v1.4")
 
 
 @pytest.fixture(scope="module")
 def golden(reference_dir):
-    return torch.load(reference_dir / "gfpgan_v1.4" / "golden_seed1.pt", weights_only=False)
+    return read_golden(reference_dir, "gfpgan_v1.4")
 
 
 @pytest.fixture(scope="module")
 def model(manifest, golden, synth_weights):
-    net = GFPGANv1Clean().eval()
-    net.load_state_dict(synth_weights.synth_state_dict(manifest, golden["seed"]), strict=True)
-    return net
+    return synthetic_model(GFPGANv1Clean, manifest, synth_weights, seed=golden["seed"])
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +49,7 @@ def random_noise_pair(model, golden):
 
 
 def test_state_dict_layout_matches_manifest(manifest, model):
-    state = model.state_dict()
-    ours = [(key, list(t.shape), str(t.dtype).removeprefix("torch.")) for key, t in state.items()]
-    ref = [(e["key"], e["shape"], e.get("dtype", "float32")) for e in manifest["tensors"]]
+    ours, ref = state_dict_layout(model), manifest_layout(manifest)
     assert len(ours) == manifest["num_tensors"] == 285
     assert ours == ref
 

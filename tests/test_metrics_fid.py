@@ -8,10 +8,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from goldens import golden_inputs
 
-from test_metrics_psnr_ssim import golden_inputs
 from vqfr.errors import VqfrError
-from vqfr.metrics.fid import FID, feature_statistics, load_fid_stats, to_inception_input
+from vqfr.metrics.color import u8_to_minus1_1
+from vqfr.metrics.fid import FID, feature_statistics, load_fid_stats
 from vqfr.metrics.frechet import frechet_distance
 
 KINDS = ("face", "blur", "down")
@@ -46,14 +47,14 @@ def blocks(inputs, inception):
     out = {}
     with torch.inference_mode():
         for kind in KINDS:
-            parts = [inception.blocks(to_inception_input(images[kind][i:i + 12]))
+            parts = [inception.blocks(u8_to_minus1_1(images[kind][i:i + 12]))
                      for i in range(0, 24, 12)]
             out[kind] = [torch.cat([p[b].mean((2, 3)) for p in parts]) for b in range(4)]
     return out
 
 
 def test_resized_input(inputs, inception, fid_golden):
-    x = inception.resize_input(to_inception_input(inputs[2]["face"][:1]))
+    x = inception.resize_input(u8_to_minus1_1(inputs[2]["face"][:1]))
     assert (x - fid_golden["resized_input_first_face"]).abs().max() <= 1e-6
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from goldens import golden_inputs
 
-from test_metrics_psnr_ssim import golden_inputs
 from vqfr.metrics.niqe import NIQE
 
 PICKED = [0, 3, 7, 11, 15, 19]  # per-image checks on a subset keep the suite fast

@@ -1,19 +1,11 @@
-"""PSNR / SSIM against the official metric_paper goldens (shared/reference/metrics).
-
-``golden_inputs`` (the 24 faces and their blur/down degradations, checked against the golden
-sha256) is cached per session and imported by the NIQE and FID tests too."""
+"""PSNR / SSIM against the official metric_paper goldens (shared/reference/metrics)."""
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import math
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
+from goldens import golden_inputs
 
 from vqfr.metrics import psnr_ssim
 from vqfr.metrics.psnr_ssim import PSNR, SSIM
@@ -25,30 +17,6 @@ SETTINGS = {
     "y_nocmv": {"test_y_channel": True, "correct_mean_var": False},
     "rgb_cmv_crop4": {"crop_border": 4},
 }
-
-
-@functools.lru_cache(maxsize=1)
-def golden_inputs(shared: str) -> tuple[dict, list[str], dict[str, torch.Tensor]]:
-    """(golden json, names, {'face'|'blur'|'down': uint8 RGB 24x3x512x512}) built as the JSON
-    describes, each array checked against its sha256 (BGR HWC bytes)."""
-    shared = Path(shared)
-    golden = json.loads((shared / "reference/metrics/metrics_golden_public.json").read_text())
-    names = sorted(p.name for p in (shared / "faces").glob("*.png"))
-    arrays = {"face": [], "blur": [], "down": []}
-    for name in names:
-        face = cv2.imread(str(shared / "faces" / name), cv2.IMREAD_UNCHANGED)
-        h, w = face.shape[:2]
-        small = cv2.resize(face, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
-        made = {"face": face, "blur": cv2.GaussianBlur(face, (0, 0), 2),
-                "down": cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)}
-        for kind, bgr in made.items():
-            expected = golden["inputs"][name][f"{kind}_sha256"]
-            if hashlib.sha256(bgr.tobytes()).hexdigest() != expected:
-                raise AssertionError(f"{kind} of {name} differs from the golden input")
-            arrays[kind].append(bgr[:, :, ::-1])
-    images = {k: torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2).contiguous()
-              for k, v in arrays.items()}
-    return golden, names, images
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from torchvision.ops import deform_conv2d
 
 from vqfr.cli import main
 from vqfr.report.render import build_report
-from vqfr.run.profile import (DEFORM_CONV2D, count_params, deform_conv2d_flops, model_flops)
+from vqfr.run.profile import DEFORM_CONV2D, count_params, deform_conv2d_flops, model_flops
 from vqfr.zoo.registry import MODELS
 from vqfr.zoo.specs import build_arch
 
@@ -101,7 +101,7 @@ def test_profile_quick_cpu_and_report(reference_dir, tmp_path, capsys):
     assert "synthetic" in record["weights"]
 
     # the efficiency table of the report shows it beside the paper's figures, devices named
-    from test_report import make_runs
+    from report_runs import make_runs
 
     runs, _ = make_runs(reference_dir.parent / "faces", tmp_path)
     index = build_report([runs], tmp_path / "report", [], out)

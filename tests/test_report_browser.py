@@ -10,8 +10,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from report_runs import NASTY_LABEL, make_real_run, make_runs
 
-from test_report import NASTY_LABEL, make_real_run, make_runs
 from vqfr.report.render import build_report
 
 REPO = Path(__file__).resolve().parents[1]

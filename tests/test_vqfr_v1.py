@@ -1,86 +1,43 @@
 """VQFR v1 against the reference manifest and the synthetic-weight goldens (shared/reference/vqfr_v1).
 
 Tolerances (reference README, "VQFR v1 / v2"): images PSNR >= 90 dB and max|d| <= 5e-4 on the raw
-outputs, codes exactly equal, intermediates max|d| <= 1e-4. ``compare_to_golden`` is also used by
-test_vqfr_v2.py.
+outputs, codes exactly equal, intermediates max|d| <= 1e-4 (constants and comparison in goldens.py).
 """
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass
-
-import cv2
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from goldens import (
+    GOLDEN_FACE,
+    INTERMEDIATE_MAX_ABS,
+    assert_matches_golden,
+    compare_to_golden,
+    manifest_layout,
+    prepare_face,
+    read_golden,
+    read_manifest,
+    state_dict_layout,
+    synthetic_model,
+)
 
 from vqfr.archs.blocks import ConditionedDeformConv
 from vqfr.archs.vqfr_v1 import VQFRv1
 
-IMAGE_MIN_PSNR_DB = 90.0
-IMAGE_MAX_ABS = 5e-4
-INTERMEDIATE_MAX_ABS = 1e-4
-GOLDEN_FACE = "vqfr_00000052_lq.png"
-
-
-@dataclass(frozen=True)
-class GoldenComparison:
-    psnr_db: float
-    max_abs: float
-    ok: bool
-
-    def __str__(self) -> str:
-        return f"PSNR {self.psnr_db:.1f} dB, max|d| {self.max_abs:.2e}"
-
-
-def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The reference README's PSNR of raw [-1, 1] outputs: 10 log10(1 / mean(((a - b) / 2)^2))."""
-    mse = ((a.double() - b.double()) / 2).square().mean().item()
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
-
-
-def compare_to_golden(actual: torch.Tensor, expected: torch.Tensor, max_abs: float = IMAGE_MAX_ABS,
-                      min_psnr_db: float | None = IMAGE_MIN_PSNR_DB) -> GoldenComparison:
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    diff = (actual.double() - expected.double()).abs().max().item()
-    psnr = psnr_db(actual, expected)
-    ok = diff <= max_abs and (min_psnr_db is None or psnr >= min_psnr_db)
-    return GoldenComparison(psnr, diff, ok)
-
-
-def assert_matches_golden(actual, expected, name, **tolerance) -> None:
-    result = compare_to_golden(actual, expected, **tolerance)
-    assert result.ok, f"{name}: {result} is outside the tolerance"
-
-
-def prepare_face(path, size: int | None = None) -> torch.Tensor:
-    """The official input preparation: cv2.imread BGR uint8 -> [INTER_AREA resize] -> RGB -> /255 ->
-    (x - 0.5) / 0.5 -> 1 x 3 x H x W."""
-    bgr = cv2.imread(str(path))
-    if size is not None:
-        bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)
-    rgb = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1).float() / 255
-    return ((rgb - 0.5) / 0.5).unsqueeze(0)
-
 
 @pytest.fixture(scope="module")
 def manifest(reference_dir):
-    return json.loads((reference_dir / "vqfr_v1" / "manifest.json").read_text())
+    return read_manifest(reference_dir, "vqfr_v1")
 
 
 @pytest.fixture(scope="module")
 def model(manifest, synth_weights):
-    checkpoint = {manifest["checkpoint_key"]: synth_weights.synth_state_dict(manifest, 1)}
-    net = VQFRv1()
-    net.load_state_dict(checkpoint["params"], strict=True)
-    return net.eval()
+    return synthetic_model(VQFRv1, manifest, synth_weights, seed=1)
 
 
 @pytest.fixture(scope="module")
 def small_golden(reference_dir):
-    return torch.load(reference_dir / "vqfr_v1" / "golden_seed1_small.pt", weights_only=False)
+    return read_golden(reference_dir, "vqfr_v1", "golden_seed1_small.pt")
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +47,7 @@ def small_forward(model, small_golden):
 
 
 def test_state_dict_layout_matches_manifest(model, manifest):
-    expected = [(t["key"], tuple(t["shape"])) for t in manifest["tensors"]]
-    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == expected
+    assert state_dict_layout(model) == manifest_layout(manifest)
     buffers = dict(model.named_buffers())
     for name in manifest["non_persistent_buffers_not_in_state_dict"]:
         assert name in buffers and name not in model.state_dict()
@@ -109,14 +65,13 @@ def test_parameter_counts(model, manifest):
 
 def test_official_config_builds_the_default_model(manifest):
     config = {k: v for k, v in manifest["config"].items() if k != "type"}
-    layout = [(k, tuple(v.shape)) for k, v in VQFRv1(**config).state_dict().items()]
-    assert layout == [(t["key"], tuple(t["shape"])) for t in manifest["tensors"]]
+    assert state_dict_layout(VQFRv1(**config)) == manifest_layout(manifest)
 
 
 @pytest.mark.parametrize("size", [128, None])
 def test_input_preparation_matches_golden(faces_dir, reference_dir, size):
     name = "golden_seed1_small.pt" if size else "golden_seed1.pt"
-    golden = torch.load(reference_dir / "vqfr_v1" / name, weights_only=False)
+    golden = read_golden(reference_dir, "vqfr_v1", name)
     assert golden["face"] == GOLDEN_FACE
     assert torch.equal(prepare_face(faces_dir / GOLDEN_FACE, size), golden["input"])
 
@@ -205,7 +160,7 @@ def test_reduced_precision_on_cpu(model):
 
 @pytest.fixture(scope="module")
 def full_golden(reference_dir):
-    return torch.load(reference_dir / "vqfr_v1" / "golden_seed1.pt", weights_only=False)
+    return read_golden(reference_dir, "vqfr_v1")
 
 
 @pytest.fixture(scope="module")

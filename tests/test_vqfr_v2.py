@@ -5,15 +5,18 @@ come from one forward.
 """
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from test_vqfr_v1 import (
+from goldens import (
     GOLDEN_FACE,
     INTERMEDIATE_MAX_ABS,
     assert_matches_golden,
+    manifest_layout,
     prepare_face,
+    read_golden,
+    read_manifest,
+    state_dict_layout,
+    synthetic_model,
 )
 
 from vqfr.archs.vqfr_v2 import VQFRv2
@@ -23,20 +26,17 @@ RATIOS = (0.0, 0.5, 1.0)
 
 @pytest.fixture(scope="module")
 def manifest(reference_dir):
-    return json.loads((reference_dir / "vqfr_v2" / "manifest.json").read_text())
+    return read_manifest(reference_dir, "vqfr_v2")
 
 
 @pytest.fixture(scope="module")
 def model(manifest, synth_weights):
-    checkpoint = {manifest["checkpoint_key"]: synth_weights.synth_state_dict(manifest, 1)}
-    net = VQFRv2()
-    net.load_state_dict(checkpoint["params"], strict=True)
-    return net.eval()
+    return synthetic_model(VQFRv2, manifest, synth_weights, seed=1)
 
 
 @pytest.fixture(scope="module")
 def golden(reference_dir):
-    return torch.load(reference_dir / "vqfr_v2" / "golden_seed1.pt", weights_only=False)
+    return read_golden(reference_dir, "vqfr_v2")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,7 @@ def strip_forward(model, strip):
 
 
 def test_state_dict_layout_matches_manifest(model, manifest):
-    expected = [(t["key"], tuple(t["shape"])) for t in manifest["tensors"]]
-    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == expected
+    assert state_dict_layout(model) == manifest_layout(manifest)
     buffers = dict(model.named_buffers())
     for name in manifest["non_persistent_buffers_not_in_state_dict"]:
         assert name in buffers and name not in model.state_dict()
@@ -68,8 +67,7 @@ def test_parameter_counts(model, manifest):
 
 def test_official_config_builds_the_default_model(manifest):
     config = {k: v for k, v in manifest["config"].items() if k != "type"}
-    layout = [(k, tuple(v.shape)) for k, v in VQFRv2(**config).state_dict().items()]
-    assert layout == [(t["key"], tuple(t["shape"])) for t in manifest["tensors"]]
+    assert state_dict_layout(VQFRv2(**config)) == manifest_layout(manifest)
 
 
 def test_input_preparation_matches_golden(faces_dir, golden):

@@ -1,6 +1,7 @@
-"""Building blocks shared by VQFR v1 and v2: GroupNorm ResNet blocks, the v1 bilinear resampling,
-the conditioned modulated deformable convolution (DCNv2), the Texture Warping Module (TWM) and
-the main (fidelity) decoder built from them.
+"""Building blocks shared by VQFR v1 and v2: GroupNorm ResNet blocks, the VQGAN attention and
+resampling blocks (also CodeFormer's VQGAN), the v1 bilinear resampling, the conditioned
+modulated deformable convolution (DCNv2), the Texture Warping Module (TWM) and the main
+(fidelity) decoder built from them.
 
 Levels are named by their downscale factor relative to the input: level 32 is the 16x16 latent
 of a 512x512 face, level 1 is full resolution. Module names follow TencentARC/VQFR so that the
@@ -58,6 +59,48 @@ class ResnetBlock(nn.Module):
         h = self.conv2(F.silu(self.norm2(h), inplace=True))
         shortcut = getattr(self, self.shortcut_name, None)
         return h + (x if shortcut is None else shortcut(x))
+
+
+class AttnBlock(nn.Module):
+    """Single-head spatial self-attention over all positions with scale C^-0.5, residual (the
+    VQGAN block of VQFR v2 and CodeFormer: q, k, v, proj_out 1x1 convs)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        h_ = self.norm(x)
+        q, k, v = (conv(h_).flatten(2).transpose(1, 2) for conv in (self.q, self.k, self.v))
+        attended = F.scaled_dot_product_attention(q, k, v)  # default scale: C^-0.5, as official
+        return x + self.proj_out(attended.transpose(1, 2).reshape(b, c, h, w))
+
+
+class Downsample(nn.Module):
+    """VQGAN downsampling: zero-pad one row/column at the bottom/right, then a stride-2 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """VQGAN upsampling: nearest x2, then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class BilinearResample(nn.Module):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqfr.archs.vqgan import Codebook, ResBlock, VQGANEncoder, VQGANGenerator
+from vqfr.archs.vqgan import Codebook, VQGANEncoder, VQGANGenerator, res_block
 
 
 def adaptive_instance_norm(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
@@ -56,7 +56,7 @@ class FuseSFTBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.encode_enc = ResBlock(2 * in_channels, out_channels)
+        self.encode_enc = res_block(2 * in_channels, out_channels)
         self.scale = nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.LeakyReLU(0.2),
                                    nn.Conv2d(out_channels, out_channels, 3, padding=1))
         self.shift = nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.LeakyReLU(0.2),

@@ -12,57 +12,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqfr.archs.blocks import ResnetBlock, WarpingMainDecoder, group_norm, parse_levels
+from vqfr.archs.blocks import (
+    AttnBlock,
+    Downsample,
+    ResnetBlock,
+    Upsample,
+    WarpingMainDecoder,
+    group_norm,
+    parse_levels,
+)
 
 DEFAULT_QUANTIZER_OPT = {"type": "L2VectorQuantizer", "num_code": 1024, "code_dim": 256, "spatial_size": [16, 16]}
 
 
 def _resnet(in_channels: int, out_channels: int) -> ResnetBlock:
     return ResnetBlock(in_channels, out_channels, shortcut_name="residual_func")
-
-
-class Downsample(nn.Module):
-    """Pad (0, 1, 0, 1) with zeros, then a stride-2 3x3 conv."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class Upsample(nn.Module):
-    """Nearest x2, then a 3x3 conv."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-class AttnBlock(nn.Module):
-    """Single-head spatial self-attention with scale C^-0.5, residual."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.norm = group_norm(channels)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        h_ = self.norm(x)
-        q, k, v = (conv(h_).flatten(2).transpose(1, 2) for conv in (self.q, self.k, self.v))
-        attended = F.scaled_dot_product_attention(q, k, v)  # default scale: C^-0.5, as official
-        return x + self.proj_out(attended.transpose(1, 2).reshape(b, c, h, w))
 
 
 def _level_blocks(channels_in: int, channels: int, num_blocks: int, attention: bool) -> list[nn.Module]:

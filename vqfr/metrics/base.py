@@ -44,6 +44,7 @@ class Metric:
     name: ClassVar[str] = ""
     lower_is_better: ClassVar[bool] = True
     needs_reference: ClassVar[bool] = True  # full-reference (needs GT) or no-reference
+    asset: ClassVar[str | None] = None      # the vqfr.zoo asset with its weights / parameters
 
     def __init__(self) -> None:
         self._defaults: dict[str, torch.Tensor] = {}

@@ -86,11 +86,10 @@ class MetricCollection:
         if _accepts(cls, "device"):
             kwargs.setdefault("device", device)
         if assets:
-            asset = getattr(cls, "asset", None)
             if _accepts(cls, "assets"):
                 kwargs.setdefault("assets", dict(assets))
-            elif asset in assets:
-                kwargs.setdefault("weights", assets[asset])
+            elif cls.asset in assets:
+                kwargs.setdefault("weights", assets[cls.asset])
         return create_metric(name, **kwargs)
 
     # -- the one pass -----------------------------------------------------------------------

@@ -19,6 +19,12 @@ def u8_to_unit_float(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32) / 255.0
 
 
+def u8_to_minus1_1(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 -> [-1, 1] as the official FID and LPIPS scripts: x / 255, then
+    ``normalize(mean=0.5, std=0.5)``."""
+    return (images.to(dtype) / 255.0 - 0.5) / 0.5
+
+
 def bt601_y(rgb01: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """MATLAB BT.601 Y of float32 RGB in [0, 1] along ``dim``, on the [16, 235] scale, float32.
 

@@ -31,37 +31,22 @@ import torch
 
 from vqfr.errors import VqfrError
 from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
+from vqfr.metrics.color import u8_to_minus1_1
 from vqfr.metrics.frechet import frechet_distance
+from vqfr.metrics.weights import Weights, metric_state_dict
 
 SMALL_SAMPLE = 2048  # feature dimension: below it the sample covariance is singular
 
 
-def load_fid_inception(weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+def load_fid_inception(weights: Weights = None,
                        assets: Mapping[str, str] | None = None) -> torch.nn.Module:
     """FIDInceptionV3 in eval mode with ``pt_inception-2015-12-05-6726825d.pth`` (or the given
     state dict / file), loaded strictly."""
     from vqfr.archs.inception import FIDInceptionV3
 
-    if weights is None:
-        from vqfr.zoo import load_asset_state_dict
-
-        state_dict = load_asset_state_dict(FID.asset, assets)
-    elif isinstance(weights, Mapping):
-        state_dict = weights
-    else:
-        state_dict = torch.load(weights, map_location="cpu", weights_only=True)
     model = FIDInceptionV3()
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(metric_state_dict(FID.asset, weights, assets), strict=True)
     return model.eval().requires_grad_(False)
-
-
-def _numpy_safe_globals() -> list:
-    """What a torch.save'd dict of numpy arrays unpickles (numpy 2 and numpy 1 module names)."""
-    from numpy._core import multiarray
-
-    return [multiarray._reconstruct,
-            (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-            np.ndarray, np.dtype, np.dtypes.Float32DType, np.dtypes.Float64DType]
 
 
 def load_fid_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -75,13 +60,14 @@ def load_fid_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         stats.setdefault("mean", stats.get("mu"))
         stats.setdefault("cov", stats.get("sigma"))
     else:
+        from vqfr.zoo.checkpoint import CheckpointError, load_checkpoint_file
+
         try:
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
-                stats = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
+            stats = load_checkpoint_file(path, allow_numpy=True)
+        except CheckpointError as exc:
             raise VqfrError(
                 f"{path}: cannot be read as FID statistics without running arbitrary pickled "
-                f"code ({exc.__class__.__name__}: {str(exc).splitlines()[0]}). Expected a "
+                f"code ({str(exc).splitlines()[0]}). Expected a "
                 "torch.save'd dict {'mean', 'cov'} of numpy arrays (official format, e.g. "
                 "inception_FFHQ_512.pth, or `vqfr-eval fid-stats`), or an .npz with mean/cov."
             ) from None
@@ -99,11 +85,6 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(features, axis=0), np.cov(features, rowvar=False)
 
 
-def to_inception_input(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 RGB -> [-1, 1] as the official dataset: x/255 then normalize(mean=0.5, std=0.5)."""
-    return (images.to(dtype) / 255.0 - 0.5) / 0.5
-
-
 class FID(Metric):
     name: ClassVar[str] = "fid"
     lower_is_better: ClassVar[bool] = True
@@ -112,7 +93,7 @@ class FID(Metric):
     stats_asset: ClassVar[str] = "fid-stats-ffhq512"
 
     def __init__(self, reference: str | Path | None = None,
-                 weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+                 weights: Weights = None,
                  device: str | torch.device = "cpu",
                  assets: Mapping[str, str] | None = None,
                  batch_size: int = 16,
@@ -142,7 +123,7 @@ class FID(Metric):
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         """pool3 features (B x 2048, float32, on CPU) of uint8 RGB images."""
         check_images(images, None, self.name)
-        return self.net(to_inception_input(images.to(self.device))).float().cpu()
+        return self.net(u8_to_minus1_1(images.to(self.device))).float().cpu()
 
     def update(self, restored: torch.Tensor, reference: torch.Tensor | None = None,
                index: torch.Tensor | None = None) -> None:

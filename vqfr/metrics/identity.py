@@ -23,8 +23,7 @@ import torch
 
 from vqfr.archs.arcface import ResNetArcFace
 from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
-
-Weights = str | Path | Mapping[str, torch.Tensor] | None
+from vqfr.metrics.weights import Weights, metric_state_dict
 
 # libpng's png_set_rgb_to_gray(png, 1, 0.299, 0.587) as OpenCV's PNG decoder calls it for
 # IMREAD_GRAYSCALE: coefficients truncated to 1/32768 (29900 * 32768 // 100000 = 9797, ...), blue
@@ -66,15 +65,9 @@ def angle_degrees(cos: np.ndarray) -> np.ndarray:
 
 def load_arcface(weights: Weights = None, assets: Mapping[str, str] | None = None) -> ResNetArcFace:
     """ResNetArcFace loaded strictly from ``resnet18_110.pth`` (``module.`` prefix stripped)."""
-    from vqfr.zoo import load_asset_state_dict, load_state_dict_file
-    from vqfr.zoo.checkpoint import extract_state_dict, load_into
+    from vqfr.zoo.checkpoint import load_into
 
-    if weights is None:
-        state_dict = load_asset_state_dict(IdentityEmbedder.asset, assets)
-    elif isinstance(weights, Mapping):
-        state_dict = extract_state_dict(weights, key_prefix="module.")
-    else:
-        state_dict = load_state_dict_file(weights, key_prefix="module.")
+    state_dict = metric_state_dict(IdentityEmbedder.asset, weights, assets)
     model = ResNetArcFace()
     load_into(model, state_dict, origin=str(weights) if isinstance(weights, (str, Path))
               else "ArcFace weights")

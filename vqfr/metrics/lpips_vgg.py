@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
+from vqfr.metrics.color import u8_to_minus1_1
+from vqfr.metrics.weights import Weights, metric_state_dict
 
 # torchvision ``vgg16().features`` index ranges held by lpips' ``net.slice1`` ... ``net.slice5``.
 _VGG_SLICES = ((1, range(4)), (2, range(4, 9)), (3, range(9, 16)), (4, range(16, 23)),
@@ -39,20 +40,13 @@ def vgg16_to_lpips_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
     return mapped
 
 
-def load_lpips_vgg(weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+def load_lpips_vgg(weights: Weights = None,
                    assets: Mapping[str, str] | None = None) -> torch.nn.Module:
     """``lpips.LPIPS`` (VGG, v0.1) with its heads from the wheel and the given VGG16 backbone.
     ``pnet_rand=True`` keeps torchvision from downloading ImageNet weights; ours replace them."""
     import lpips
 
-    from vqfr.zoo import load_asset_state_dict, load_state_dict_file
-
-    if weights is None:
-        state_dict = load_asset_state_dict(LPIPS.asset, assets)
-    elif isinstance(weights, Mapping):
-        state_dict = weights
-    else:
-        state_dict = load_state_dict_file(weights)
+    state_dict = metric_state_dict(LPIPS.asset, weights, assets)
     with warnings.catch_warnings():  # lpips still calls torchvision's deprecated pretrained=
         warnings.simplefilter("ignore", UserWarning)
         model = lpips.LPIPS(net="vgg", version="0.1", lpips=True, spatial=False, pretrained=True,
@@ -65,18 +59,13 @@ def load_lpips_vgg(weights: str | Path | Mapping[str, torch.Tensor] | None = Non
     return model.eval().requires_grad_(False)
 
 
-def to_minus1_1(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 RGB -> [-1, 1] as the official script: /255 then normalize(mean=0.5, std=0.5)."""
-    return (images.to(dtype) / 255.0 - 0.5) / 0.5
-
-
 class LPIPS(Metric):
     name: ClassVar[str] = "lpips"
     lower_is_better: ClassVar[bool] = True
     needs_reference: ClassVar[bool] = True
     asset: ClassVar[str] = "lpips-vgg16"
 
-    def __init__(self, weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+    def __init__(self, weights: Weights = None,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  assets: Mapping[str, str] | None = None) -> None:
         super().__init__()
@@ -91,8 +80,8 @@ class LPIPS(Metric):
                   per_layer: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Per-pair LPIPS [B] (and the per-layer terms [B, 5] with ``per_layer=True``)."""
         check_images(restored, reference, self.name)
-        x = to_minus1_1(restored.to(self.device), self.dtype)
-        y = to_minus1_1(reference.to(self.device), self.dtype)
+        x = u8_to_minus1_1(restored.to(self.device), self.dtype)
+        y = u8_to_minus1_1(reference.to(self.device), self.dtype)
         value, layers = self.net(x, y, retPerLayer=True, normalize=False)
         value = value.flatten(1).squeeze(1)
         if per_layer:
