@@ -39,9 +39,16 @@ def register(subparsers) -> None:
         description="Restore a dataset with each method in one pass (cached, resumable; "
                     "torchrun for several processes) and measure every metric. Results go to "
                     "RUN_DIR/<dataset>/<method>/{per_image.csv,summary.json}.")
-    parser.add_argument("--dataset", required=True, metavar="NAME|DIR",
+    parser.add_argument("--dataset", default=None, metavar="NAME|DIR",
                         help="a registered dataset (celeba-test, ...) or a directory with lq/ "
-                             "(and hq/)")
+                             "(and hq/); with --table, replaces the table's datasets")
+    parser.add_argument("--table", default=None, metavar="SPEC",
+                        help="run what a paper table needs (an eval/ spec by name, e.g. "
+                             "vqfr-celeba-test, or a .toml path: its datasets, rows and metrics "
+                             "with the paper's protocol options), then build the report beside "
+                             "the paper's numbers")
+    parser.add_argument("--report", type=Path, default=None, metavar="DIR",
+                        help="with --table: report folder (default: reports/<spec name>)")
     parser.add_argument("--method", action="append", default=None, metavar="M1,M2",
                         help="zoo models (vqfr-v1, vqfr-v2, gfpgan-v1.3, gfpgan-v1.4, codeformer; "
                              "options as NAME:key=value[:key=value], label=/slug= name a "
@@ -65,12 +72,16 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from vqfr.errors import VqfrError
     from vqfr.run.benchmark import RunConfig, run_benchmark
-    from vqfr.run.results import format_table
     from vqfr.zoo import parse_asset_overrides
 
+    if not args.dataset and not args.table:
+        raise VqfrError("give --dataset NAME|DIR (or --table SPEC)")
+    if args.table and args.method:
+        raise VqfrError("--table runs the table's rows: leave out --method")
     config = RunConfig(
-        dataset=args.dataset, methods=args.method or list(PAPER_METHODS),
+        dataset=args.dataset or "", methods=args.method or list(PAPER_METHODS),
         metrics=[m for m in args.metrics.split(",") if m] if args.metrics else None,
         out=args.out, data_root=args.root, device=args.device, batch_size=args.batch_size,
         dtype=args.dtype, assets=parse_asset_overrides(args.asset),
@@ -78,7 +89,24 @@ def main(args: argparse.Namespace) -> int:
         method_defaults={"fidelity_ratio": args.fidelity_ratio,
                          "fidelity_weight": args.fidelity_weight},
         seed=args.seed, allow_size=args.allow_size, workers=args.workers, quiet=args.quiet)
-    report = run_benchmark(config)
+    if args.table:
+        from vqfr.run.tables import run_table
+
+        result = run_table(args.table, config, [args.dataset] if args.dataset else None,
+                           args.report)
+        for note in result.plan.notes:
+            print(f"{result.plan.spec.name}: {note}", file=sys.stderr)
+        codes = [print_run_report(r) for r in result.runs if r.is_main]
+        if result.report is not None:
+            print(f"report: {result.report}")
+        return max(codes, default=0)
+    return print_run_report(run_benchmark(config))
+
+
+def print_run_report(report) -> int:
+    """Print a run's table and what was skipped or failed; the exit code."""
+    from vqfr.run.results import format_table
+
     if not report.is_main:
         return 0
     if report.table is not None:
