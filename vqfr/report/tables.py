@@ -107,10 +107,16 @@ def _same(a: Any, b: Any) -> bool:
 
 def match_run(row: Row, dataset: str, runs: list[MethodRun]) -> MethodRun | None:
     """The run that reproduces a spec row: same model and dataset, the row's options in force;
-    among several, the one with the fewest other non-default options."""
+    among several, the one with the fewest other options switched on. Summaries record every
+    option, so an ablation's baseline (``twm_disabled=[]``) and its variants (``[32]``) both carry
+    the key; an empty or zero value counts as off."""
     candidates = [r for r in runs if r.name == row.model and r.dataset == dataset
                   and all(_same(r.options.get(k), v) for k, v in row.options.items())]
-    return min(candidates, key=lambda r: len(r.options), default=None)
+
+    def options_on(run: MethodRun) -> int:
+        return sum(1 for k, v in run.options.items() if k not in row.options and v)
+
+    return min(candidates, key=options_on, default=None)
 
 
 def _mark_best(rows: list[TableRow], columns: list[Column]) -> None:
