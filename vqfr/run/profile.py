@@ -94,8 +94,21 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor, options: dict[str, Any]
         DEFORM_CONV2D: deform_conv2d_flops,
         # in-place addmm_ (VQFR v1 code distances) does the work of addmm but has no formula
         torch.ops.aten.addmm_: addmm_inplace_flops})
-    with counter, _StaticBincount(), torch.no_grad():
-        model.restore(x, **options)
+    # FlopCounterMode's module tracker hooks every tensor argument that requires grad, and fails
+    # on a parameter passed as an argument (CodeFormer's position embedding) under no_grad.
+    requires_grad = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    # The tracker names a module's children only when the module itself is called, and
+    # restore() may call children directly (CodeFormer): call the model with restore() as its
+    # forward, so every module gets its qualified name.
+    model.forward = lambda inputs: type(model).restore(model, inputs, **options)
+    try:
+        with counter, _StaticBincount(), torch.no_grad():
+            model(x)
+    finally:
+        del model.forward
+        for param, flag in zip(model.parameters(), requires_grad):
+            param.requires_grad_(flag)
     counts = counter.get_flop_counts()
     total = sum(counts["Global"].values())
     dcn = counts["Global"].get(DEFORM_CONV2D, 0)
