@@ -101,7 +101,15 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor, options: dict[str, Any]
     # The tracker names a module's children only when the module itself is called, and
     # restore() may call children directly (CodeFormer): call the model with restore() as its
     # forward, so every module gets its qualified name.
-    model.forward = lambda inputs: type(model).restore(model, inputs, **options)
+    entered = []
+
+    def forward(inputs: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if entered:  # restore() calling the model's own forward
+            return type(model).forward(model, inputs, *args, **kwargs)
+        entered.append(True)
+        return type(model).restore(model, inputs, **options)
+
+    model.forward = forward
     try:
         with counter, _StaticBincount(), torch.no_grad():
             model(x)
