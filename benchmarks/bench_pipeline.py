@@ -12,14 +12,34 @@ what matter here, the values only check that both ways agree). Two ways, same ar
   SSIM in one loop; ``calculate_fid_folder.py`` batches 64), building its networks afresh.
 
 Also timed: the metric stage alone (ours on ``folder:`` of the restored images vs the metric
-scripts) and a rerun of ours (everything cached). Usage::
+scripts; ``--repeat`` alternating rounds, the fastest of each way kept, since on a shared machine
+one round can be several times slower than the next) and a rerun of ours (everything cached).
+Before any timing, every metric network is built and run once on one pair, so neither way pays
+the process's first-call costs (imports, oneDNN kernel set-up).
+
+What ratio is reachable, and why (2 CPU cores, 512x512, batch 1): both ways do the same
+arithmetic per image, so ours can only save what the official way does more than once:
+(a) decoding every image again in each of the five scripts (about 20 ms per PNG), (b) building
+the networks once per script rather than once (LPIPS, FID and Deg each live in one script, so
+this is small), and (c) on a rerun, everything: restored images and per-batch metric states are
+reused. Per image both ways spend about 3 s in the metrics (LPIPS-VGG at 512, two VGG16 passes per
+pair, is 85 % of it) and 25-40 s restoring with VQFR v1 (see ``--model vqfr-v2`` for a cheaper
+model). So a first pass on CPU is at best about 1.0x the official way with a restoration
+model and about 1.05-1.1x for the metric stage alone; the large ratio is the rerun (cached: 50-70x)
+and adding a method or a metric without redoing the rest. 3x on a first pass is not reachable on
+CPU without changing the numbers (batched metric networks move per-image values in the last
+bits) or restructuring the run: sharing the ground-truth side of LPIPS (half its cost) between
+the methods of one run needs the runner to go batch by batch across methods. The machine is
+shared, so ratios within one run are what count, and the fastest of ``--repeat`` rounds. Usage::
 
     python benchmarks/bench_pipeline.py            # 24 faces (about an hour on 2 CPU cores)
     python benchmarks/bench_pipeline.py --quick    # 4 faces
+    python benchmarks/bench_pipeline.py --quick --model vqfr-v2   # a cheaper restoration
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -46,9 +66,11 @@ OFFICIAL_SCRIPTS = {"psnr_ssim": ["psnr", "ssim"], "lpips": ["lpips"], "niqe": [
 
 
 def synthetic_assets(folder: Path, model: str) -> dict[str, Path]:
-    """Synthetic files for the model and the metric networks that exist in this checkout."""
+    """Synthetic files for the model (a zoo spelling such as ``vqfr-v2:fidelity_ratio=0``) and
+    the metric networks that exist in this checkout."""
     from vqfr.archs.arcface import ResNetArcFace
 
+    model = parse_method(model).name
     assets = {model: write_synthetic_checkpoint(model, folder / f"{model}.pth", seed=1),
               "arcface-resnet18": write_synthetic_checkpoint(
                   "arcface-resnet18", folder / "arcface.pth", seed=1, layout=ResNetArcFace()),
@@ -90,10 +112,8 @@ def as_batch(rgb) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous()
 
 
-def official_way(data: Path, out: Path, model: str, metrics: list[str], assets: dict,
-                 device: str) -> tuple[dict[str, float], dict[str, float]]:
-    """Restore + save one by one, then one folder-reading loop per metric script."""
-    times: dict[str, float] = {}
+def official_restore(data: Path, out: Path, model: str, assets: dict, device: str) -> float:
+    """Restore + save one by one (BasicSR inference); returns the seconds."""
     start = time.perf_counter()
     restorer = Restorer(parse_method(model), assets, device=device)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,9 +121,13 @@ def official_way(data: Path, out: Path, model: str, metrics: list[str], assets: 
         bgr = cv2.imread(str(path))
         restored = restorer(as_batch(bgr[:, :, ::-1].copy()))[0].permute(1, 2, 0).cpu().numpy()
         cv2.imwrite(str(out / f"{path.stem}.png"), restored[:, :, ::-1])
-    times["restore+save"] = time.perf_counter() - start
-    del restorer
+    return time.perf_counter() - start
 
+
+def official_metrics(data: Path, restored_dir: Path, metrics: list[str], assets: dict,
+                     device: str) -> tuple[dict[str, float], dict[str, float]]:
+    """One folder-reading loop per metric script: (seconds per script, values)."""
+    times: dict[str, float] = {}
     values: dict[str, float] = {}
     for script, names in OFFICIAL_SCRIPTS.items():
         names = [n for n in names if n in metrics]
@@ -112,7 +136,7 @@ def official_way(data: Path, out: Path, model: str, metrics: list[str], assets: 
         start = time.perf_counter()
         collection = MetricCollection(names, assets=assets, device=device,
                                       options=metric_options(names))
-        restored_files, gt_files = list_images(out), list_images(data / "hq")
+        restored_files, gt_files = list_images(restored_dir), list_images(data / "hq")
         if script == "fid":   # SingleImageDataset + DataLoader(batch_size=64), GT stats too
             for begin in range(0, len(restored_files), 64):
                 chunks = [files[begin:begin + 64] for files in (restored_files, gt_files)]
@@ -125,6 +149,14 @@ def official_way(data: Path, out: Path, model: str, metrics: list[str], assets: 
         values.update({n: r.value for n, r in collection.compute().items()})
         times[script] = time.perf_counter() - start
     return times, values
+
+
+def warm_up(data: Path, metrics: list[str], assets: dict, device: str) -> None:
+    """Build every metric network and run it on one pair, untimed."""
+    collection = MetricCollection(metrics, assets=assets, device=device,
+                                  options=metric_options(metrics))
+    pair = [as_batch(read_image(list_images(data / d)[0])) for d in ("lq", "hq")]
+    collection.update(*pair, torch.tensor([0]))
 
 
 def timed_run(**kwargs) -> tuple[float, dict]:
@@ -140,10 +172,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 faces instead of 24")
     parser.add_argument("--images", type=int, default=None)
-    parser.add_argument("--model", default="vqfr-v1", help="zoo model (default: vqfr-v1)")
+    parser.add_argument("--model", default="vqfr-v1",
+                        help="zoo model spelling (default: vqfr-v1; vqfr-v2 is cheaper)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="restoration batch (default 1: fastest for 512x512 on CPU)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="alternating rounds of the metric stage; the fastest kept")
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
     args = parser.parse_args()
     count = args.images or (4 if args.quick else 24)
@@ -161,26 +196,45 @@ def main() -> int:
     for name, why in skipped.items():
         print(f"note: {name} left out ({why})")
     print(f"{count} faces, {args.model} (synthetic weights), metrics {','.join(metrics)}, "
-          f"{args.device}, {torch.get_num_threads()} threads")
+          f"{args.device}, {torch.get_num_threads()} threads, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    warm_up(work / "data", metrics, assets, args.device)
 
     common = dict(dataset=str(work / "data"), metrics=metrics, device=args.device,
                   batch_size=args.batch_size, assets=assets, quiet=True,
                   metric_options=metric_options(metrics))
     ours, our_values = timed_run(methods=[args.model], out=work / "ours", **common)
     rerun, _ = timed_run(methods=[args.model], out=work / "ours", **common)
-    official_times, official_values = official_way(work / "data", work / "official",
-                                                   args.model, metrics, assets, args.device)
-    ours_metrics, _ = timed_run(methods=[f"folder:{work / 'official'}"], out=work / "folder",
-                                **common)
-    official = sum(official_times.values())
-    official_metrics = official - official_times["restore+save"]
+    official_restore_s = official_restore(work / "data", work / "official", args.model, assets,
+                                          args.device)
+    official_rounds, ours_rounds = [], []
+    for round_ in range(max(1, args.repeat)):
+        official_times, official_values = official_metrics(
+            work / "data", work / "official", metrics, assets, args.device)
+        official_rounds.append(official_times)
+        ours_rounds.append(timed_run(methods=[f"folder:{work / 'official'}"],
+                                     out=work / f"folder{round_}", **common)[0])
+    official_times = min(official_rounds, key=lambda t: sum(t.values()))
+    official_metrics_s, ours_metrics = sum(official_times.values()), min(ours_rounds)
+    official = official_restore_s + official_metrics_s
+    # Restoration is the same work both ways (official_restore_s): the whole pass's ratio when
+    # only the metric stage differs, free of the load changes between the two timed passes.
+    expected = official / (official_restore_s + ours_metrics)
 
-    print("\nofficial way (s): " + ", ".join(f"{k} {v:.1f}" for k, v in official_times.items()))
+    print(f"\nload average now {os.getloadavg()[0]:.1f}")
+    print(f"official way (s): restore+save {official_restore_s:.1f}, " + ", ".join(
+        f"{k} {v:.1f}" for k, v in official_times.items()))
+    print("metric stage rounds (s): official " + ", ".join(
+        f"{sum(t.values()):.1f}" for t in official_rounds) + "; ours " + ", ".join(
+        f"{t:.1f}" for t in ours_rounds))
     print(f"{'':34}{'ours (s)':>10}{'official (s)':>14}{'ratio':>8}")
     for label, a, b in (("restore + all metrics", ours, official),
-                        ("metric stage only", ours_metrics, official_metrics),
+                        ("metric stage only (fastest round)", ours_metrics, official_metrics_s),
                         ("rerun, all cached", rerun, official)):
         print(f"{label:34}{a:10.1f}{b:14.1f}{b / a:7.2f}x")
+    print(f"restore + all metrics if only the metric stage differs: {expected:.2f}x "
+          f"(restoration {official_restore_s / count:.1f} s/image, metrics "
+          f"{official_metrics_s / count:.1f} vs {ours_metrics / count:.1f} s/image)")
     print("\nvalues (ours / official way):")
     for name in metrics:
         a, b = float(our_values[name]), float(official_values[name])

@@ -86,9 +86,9 @@ def run_benchmark(cfg: RunConfig) -> RunReport:
 
 
 def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
-    make_deterministic()
-    torch.manual_seed(cfg.seed)
     device = ctx.device(cfg.device)
+    make_deterministic(device)
+    torch.manual_seed(cfg.seed)
     dataset = open_dataset(cfg.dataset, root=cfg.data_root)
     methods = parse_methods(cfg.methods, {"seed": cfg.seed, **cfg.method_defaults})
     log = RunLog(Path(cfg.out) / "log.txt", quiet=cfg.quiet, enabled=ctx.is_main)

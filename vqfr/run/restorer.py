@@ -16,9 +16,21 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SIZE_POLICIES = ("512", "multiple-of-32")
 
 
-def make_deterministic() -> None:
-    """Deterministic kernels where torch has them (warn, don't fail, where it has none: the
-    remaining nondeterminism on CUDA is atomics in a few backward-only kernels, unused here)."""
+def make_deterministic(device: str | torch.device | None = None) -> None:
+    """Deterministic CUDA kernels (``device`` None: whenever CUDA is available). Warn, don't
+    fail, where torch has none: what remains nondeterministic on CUDA is atomics in a few
+    backward-only kernels, unused here.
+
+    Nothing to do on CPU: the inference kernels used here (convolutions, matmuls, interpolation,
+    reductions) give the same bits on every call for a given thread count, with or without the
+    flag (tests/test_run_pipeline.py: a fresh process, a resumed run and a 2-process run give the
+    same PNGs and numbers bit for bit; so do VQFR v1 with and without the flag). It would cost:
+    ``torch.use_deterministic_algorithms`` imports torch._inductor (1-2 s per process) and fills
+    every uninitialised tensor with NaN (about 3 % of a CPU convolution's time)."""
+    cuda = (torch.device(device).type == "cuda" if device is not None
+            else torch.cuda.is_available())
+    if not cuda:
+        return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False

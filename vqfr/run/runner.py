@@ -7,11 +7,12 @@ before its metric states, the next batch is read by a prefetch thread while the 
 runs, and PNGs are encoded by writer threads while the metrics update.
 
 Determinism: with the same batch size, device and dtype, a fresh run, a rerun, a resumed run and
-an N-process run give bit-identical PNGs and numbers (same batches, deterministic kernels where
-torch has them, per-batch metric states merged in batch order). Across batch sizes, devices or
-dtypes the model's float output changes in the last bits, which moves a few uint8 values by one
-level (VQFR v1 at 512 on CPU, batch 4 vs 1: PSNR 2e-6 dB, NIQE 2e-3 apart). The restore cache key
-holds the dtype but not the batch size: a rerun with another batch size reuses the images.
+an N-process run give bit-identical PNGs and numbers (same batches; deterministic kernels, on CPU
+by nature, on CUDA by ``make_deterministic``; per-batch metric states merged in batch order).
+Across batch sizes, devices or dtypes the model's float output changes in the last bits, which
+moves a few uint8 values by one level (VQFR v1 at 512 on CPU, batch 4 vs 1: PSNR 2e-6 dB, NIQE
+2e-3 apart). The restore cache key holds the dtype but not the batch size: a rerun with another
+batch size reuses the images.
 """
 from __future__ import annotations
 
