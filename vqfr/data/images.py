@@ -226,11 +226,18 @@ def write_png_atomic(path: str | os.PathLike, rgb: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
     if not ok:
         raise ImageError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
+    part: a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded.tobytes())
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
