@@ -120,3 +120,17 @@ def golden_inputs(shared: str) -> tuple[dict, list[str], dict[str, torch.Tensor]
     images = {k: torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2).contiguous()
               for k, v in arrays.items()}
     return golden, names, images
+
+
+def write_tiny_paired_set(faces_dir: Path, root: Path, count: int, size: int) -> Path:
+    """``root/lq`` + ``root/hq`` from the first ``count`` real faces: HQ = the crop resized to
+    size x size (INTER_AREA); LQ = HQ down to 8x8 and back up (INTER_CUBIC)."""
+    (root / "lq").mkdir(parents=True)
+    (root / "hq").mkdir()
+    for face in sorted(faces_dir.glob("*.png"))[:count]:
+        hq = cv2.resize(cv2.imread(str(face)), (size, size), interpolation=cv2.INTER_AREA)
+        lq = cv2.resize(cv2.resize(hq, (8, 8), interpolation=cv2.INTER_AREA), (size, size),
+                        interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(root / "hq" / face.name), hq)
+        cv2.imwrite(str(root / "lq" / face.name), lq)
+    return root

@@ -6,10 +6,11 @@ import csv
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
+
+from goldens import write_tiny_paired_set
 
 from vqfr.cli import main
 from vqfr.data.images import read_image
@@ -34,15 +35,7 @@ TWM_SLUGS = ["vqfr-v1", "vqfr-v1_twm_disabled32-16", "vqfr-v1_twm_disabled32-16-
 def paired_set(tmp_path_factory, faces_dir):
     """Named celeba-test so the ablation specs' rows (CelebA-Test columns) match its runs."""
     root = tmp_path_factory.mktemp("data") / "celeba-test"
-    (root / "lq").mkdir(parents=True)
-    (root / "hq").mkdir()
-    for face in sorted(faces_dir.glob("*.png"))[:FACES]:
-        hq = cv2.resize(cv2.imread(str(face)), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-        lq = cv2.resize(cv2.resize(hq, (8, 8), interpolation=cv2.INTER_AREA), (SIZE, SIZE),
-                        interpolation=cv2.INTER_CUBIC)
-        cv2.imwrite(str(root / "hq" / face.name), hq)
-        cv2.imwrite(str(root / "lq" / face.name), lq)
-    return root
+    return write_tiny_paired_set(faces_dir, root, FACES, SIZE)
 
 
 @pytest.fixture(scope="module")

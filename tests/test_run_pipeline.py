@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 import torch
+
+from goldens import write_tiny_paired_set
 
 from vqfr.cli import main
 
@@ -28,15 +29,7 @@ SIZE = 32
 def paired_set(tmp_path_factory, faces_dir):
     """5 faces: HQ = the crop resized to 32x32 (INTER_AREA); LQ = HQ down to 8x8 and back."""
     root = tmp_path_factory.mktemp("data") / "tiny"
-    (root / "lq").mkdir(parents=True)
-    (root / "hq").mkdir()
-    for face in sorted(faces_dir.glob("*.png"))[:5]:
-        hq = cv2.resize(cv2.imread(str(face)), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-        lq = cv2.resize(cv2.resize(hq, (8, 8), interpolation=cv2.INTER_AREA), (SIZE, SIZE),
-                        interpolation=cv2.INTER_CUBIC)
-        cv2.imwrite(str(root / "hq" / face.name), hq)
-        cv2.imwrite(str(root / "lq" / face.name), lq)
-    return root
+    return write_tiny_paired_set(faces_dir, root, 5, SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vqfr.cli.run import add_device_options, add_restore_options, print_run_report
+from vqfr.cli.run import (add_device_options, add_pass_options, add_restore_options,
+                           print_run_report)
 from vqfr.errors import VqfrError as UserError
 
 
@@ -41,9 +42,7 @@ def register(subparsers) -> None:
                              f"{OFFSETS_IMAGES}; about 50 MB each at 512x512; 0: none)")
     add_device_options(parser)
     add_restore_options(parser)
-    parser.add_argument("--workers", type=int, default=2,
-                        help="threads decoding and encoding images (default: 2)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or log echo")
+    add_pass_options(parser)
     parser.set_defaults(func=main)
 
 

@@ -18,6 +18,13 @@ def add_device_options(parser: argparse.ArgumentParser, batch_size: int = 4) -> 
                              "repeatable; see `vqfr-eval models`")
 
 
+def add_pass_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the one-pass runner shared by ``run`` and ``ablate``."""
+    parser.add_argument("--workers", type=int, default=2,
+                        help="threads decoding and encoding images (default: 2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log echo")
+
+
 def add_restore_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=list(DTYPES), default="fp32",
                         help="restoration precision; fp16/bf16 use autocast (default: fp32, "
@@ -65,9 +72,7 @@ def register(subparsers) -> None:
     parser.add_argument("--root", type=Path, default=None, help="data root for dataset names")
     add_device_options(parser)
     add_restore_options(parser)
-    parser.add_argument("--workers", type=int, default=2,
-                        help="threads decoding and encoding images (default: 2)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or log echo")
+    add_pass_options(parser)
     parser.set_defaults(func=main)
 
 
