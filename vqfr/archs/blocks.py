@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import deform_conv2d
+
+from vqfr.archs.deform import deform_conv2d
 
 
 def level_name(factor: int) -> str:

@@ -35,6 +35,7 @@ from torch._subclasses.fake_tensor import (DataDependentOutputException,
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from vqfr.archs.deform import torchvision_kernel
 from vqfr.run.restorer import DTYPES, tensor2img, to_model_input
 
 PROFILE_SCHEMA = "vqfr-eval/profile/1"
@@ -111,7 +112,8 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor, options: dict[str, Any]
 
     model.forward = forward
     try:
-        with counter, _StaticBincount(), torch.no_grad():
+        # torchvision's op is the one counted (the CPU fast path is the same arithmetic).
+        with counter, _StaticBincount(), torch.no_grad(), torchvision_kernel():
             model(x)
     finally:
         del model.forward
