@@ -9,6 +9,10 @@ Prints the median seconds per batch over ``--repeats`` timed runs after ``--warm
 images/s, and the median process CPU time (all threads) per batch. The variants are the ones the suite evaluates: v1 main branch (the paper's result),
 v2 at fidelity ratio 0 (the yml / demo setting: the texture branch, the main branch is skipped)
 and v2 at ratio 1 (main branch computed).
+
+On CPU each variant runs twice, with the deformable convolutions on torchvision's kernel (what the
+official code runs) and on ``vqfr.archs.deform``'s CPU path (same output bit for bit), and the
+ratio is printed; ``--dcn`` picks one.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from contextlib import nullcontext
 
 import torch
 
+from vqfr.archs.deform import torchvision_kernel
 from vqfr.archs.vqfr_v1 import VQFRv1
 from vqfr.archs.vqfr_v2 import VQFRv2
 
@@ -42,10 +47,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--dcn", choices=["both", "ours", "torchvision"], default=None,
+                        help="deformable-convolution kernel (default: both on CPU, ours elsewhere; "
+                        "off CPU ours is torchvision's)")
     parser.add_argument("--quick", action="store_true", help="256x256, batch 1, 1 warm-up + 1 timed run")
     args = parser.parse_args()
     if args.quick:
         args.size, args.batch_sizes, args.repeats, args.warmup = 256, [1], 1, 1
+    if args.dcn is None:
+        args.dcn = "both" if args.device == "cpu" else "ours"
     if args.dtypes is None:
         args.dtypes = ["fp32", "fp16", "bf16"] if args.device.startswith("cuda") else ["fp32"]
     return args
@@ -87,7 +97,8 @@ def main() -> None:
     load = f", loadavg {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"# torch {torch.__version__}, {name}{load}; size {args.size}, median of {args.repeats} after "
           f"{args.warmup} warm-up")
-    print(f"{'model':<6}{'variant':<9}{'dtype':<6}{'batch':>6}{'median s':>11}{'min s':>9}{'max s':>9}{'img/s':>9}{'cpu s':>9}")
+    kernels = ["torchvision", "ours"] if args.dcn == "both" else [args.dcn]
+    print(f"{'model':<6}{'variant':<9}{'dtype':<6}{'dcn':<12}{'batch':>6}{'median s':>11}{'min s':>9}{'max s':>9}{'img/s':>9}{'cpu s':>9}")
     for model_name in args.models:
         model = (VQFRv1 if model_name == "v1" else VQFRv2)().eval().to(device)
         height = args.size if model_name == "v1" else 512
@@ -95,11 +106,18 @@ def main() -> None:
             for dtype_name in args.dtypes:
                 for batch in args.batch_sizes:
                     x = torch.rand(batch, 3, height, args.size, device=device) * 2 - 1
-                    times, cpu = time_restore(model, x, options, DTYPES[dtype_name], args.repeats, args.warmup)
-                    median = statistics.median(times)
-                    print(f"{model_name:<6}{variant:<9}{dtype_name:<6}{batch:>6}{median:>11.3f}{min(times):>9.3f}"
-                          f"{max(times):>9.3f}{batch / median:>9.2f}"
-                          f"{statistics.median(cpu):>9.1f}", flush=True)
+                    medians = {}
+                    for kernel in kernels:
+                        with torchvision_kernel() if kernel == "torchvision" else nullcontext():
+                            times, cpu = time_restore(model, x, options, DTYPES[dtype_name],
+                                                      args.repeats, args.warmup)
+                        median = medians[kernel] = statistics.median(times)
+                        print(f"{model_name:<6}{variant:<9}{dtype_name:<6}{kernel:<12}{batch:>6}"
+                              f"{median:>11.3f}{min(times):>9.3f}{max(times):>9.3f}"
+                              f"{batch / median:>9.2f}{statistics.median(cpu):>9.1f}", flush=True)
+                    if len(medians) == 2:
+                        print(f"{'':<33}ours / torchvision kernel: "
+                              f"{medians['torchvision'] / medians['ours']:.2f}x faster", flush=True)
     if load:
         print(f"# loadavg after: {os.getloadavg()[0]:.1f}")
 

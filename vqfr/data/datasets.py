@@ -10,10 +10,9 @@ when it holds manifests (running from a checkout), the checkout's ``datasets/`` 
 package, else ``./datasets``.
 
 Manifests are looked up in the data root first (a root may carry its own, e.g. a shared data
-disk), then in the checkout's ``datasets/`` folder next to the ``vqfr`` package. They are data,
-not a Python package, so ``import datasets`` keeps meaning the HuggingFace package. An install
-from a wheel has no checkout folder: keep the manifests in the data root (copy ``datasets/*.toml``
-there) or point ``$VQFR_EVAL_DATA`` at a checkout's ``datasets/``.
+disk), then in the suite's own ``datasets/`` (the checkout's folder next to the ``vqfr``
+package, or the copy a wheel carries: ``vqfr.resources``). They are data, not a Python package,
+so ``import datasets`` keeps meaning the HuggingFace package.
 
 Any other directory works as a custom set: ``DIR/lq/`` (+ optional ``DIR/hq/``), or a flat folder
 of images (LQ only). Paired sets pair LQ and HQ by file stem and refuse to open when any file
@@ -32,9 +31,9 @@ import tomllib
 from vqfr.data.images import list_images
 from vqfr.data.pairing import match_stems
 from vqfr.errors import DatasetUnavailable, VqfrError
+from vqfr.resources import checkout_folder, declarative_folder
 
 DATA_ENV = "VQFR_EVAL_DATA"
-_CHECKOUT_DATASETS = Path(__file__).resolve().parents[2] / "datasets"
 
 
 def _has_manifests(folder: Path) -> bool:
@@ -50,15 +49,17 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     local = Path.cwd() / "datasets"
     if _has_manifests(local):
         return local
-    if _has_manifests(_CHECKOUT_DATASETS):
-        return _CHECKOUT_DATASETS
+    checkout = checkout_folder("datasets")
+    if checkout is not None and _has_manifests(checkout):
+        return checkout
     return local
 
 
 def _manifest_dirs(root: Path) -> list[Path]:
     dirs = [root]
-    if _CHECKOUT_DATASETS.resolve() != root.resolve():
-        dirs.append(_CHECKOUT_DATASETS)
+    shipped = declarative_folder("datasets")
+    if shipped.resolve() != root.resolve():
+        dirs.append(shipped)
     return [d for d in dirs if d.is_dir()]
 
 

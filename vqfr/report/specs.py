@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from vqfr.errors import VqfrError
+from vqfr.resources import declarative_folder
 
-EVAL_DIR = Path(__file__).resolve().parents[2] / "eval"
+EVAL_DIR = declarative_folder("eval")
 STATUSES = ("confirmed", "third-party", "unknown")
 KINDS = ("comparison", "ablation", "efficiency")
 

@@ -56,6 +56,9 @@ def unavailable(asset: Asset, reason: str) -> AssetUnavailable:
         f"  or pass:   --asset {asset.name}=/path/to/{asset.filename}")
 
 
+_WARNED: set[tuple[Path, str]] = set()
+
+
 def _checked(asset: Asset, path: Path, digest: str, source: str) -> ResolvedAsset:
     return ResolvedAsset(asset.name, path.resolve(), digest, source,
                          hash_matches(digest, asset.sha256, asset.sha256_prefix))
@@ -75,7 +78,8 @@ def resolve_asset(name: str, overrides: Mapping[str, str | Path] | None = None,
         if not path.is_file():
             raise unavailable(asset, f"the file given with --asset {name}={path} does not exist")
         resolved = _checked(asset, path, sha256_file(path), "override")
-        if resolved.official is False:
+        if resolved.official is False and (resolved.path, resolved.sha256) not in _WARNED:
+            _WARNED.add((resolved.path, resolved.sha256))   # once per file and content
             warnings.warn(f"{path} is not the official {asset.filename} ({expected_hash(asset)}, "
                           f"got {resolved.sha256}); using it as given", stacklevel=2)
         return resolved
