@@ -220,3 +220,11 @@ def test_restore_applies_gray_conversion_only_to_gray_inputs(model, monkeypatch)
     assert torch.equal(out[0], raw[0])
     assert torch.equal(out[1], official_gray_output(raw[1:], x[1:])[0])
     assert torch.equal(model.restore(x, fidelity_weight=0.5, gray_threshold=None), raw)
+
+
+def test_fidelity_sweep_equals_single_weight_restore(model, sweep, golden):
+    """One weight restored alone equals the same weight within the sweep, bit for bit (the
+    benchmark restores sweep members from one forward; one more full-size forward here)."""
+    with torch.inference_mode():
+        single = model.restore(golden["inputs"]["x"], fidelity_weight=0.5)
+    assert torch.equal(single, sweep.outputs[0.5])

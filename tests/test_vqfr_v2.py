@@ -139,3 +139,15 @@ def test_full_golden_texture_codes_and_intermediates(full_forward, golden):
     for key in ("enc_feat", "quant_logit"):
         assert_matches_golden(full_forward[key], golden["intermediates"][key], key,
                               max_abs=INTERMEDIATE_MAX_ABS, min_psnr_db=None)
+
+
+@pytest.mark.parametrize("twm_disabled", [(), (32, 1)])
+def test_fidelity_sweep_equals_single_ratio_restores(model, strip, twm_disabled):
+    """The benchmark restores a ratio sweep's members from one forward
+    (``vqfr.run.restorer.SweepRestorer``); each output must be exactly what restore() gives for
+    that ratio alone, so either way fills the same restore cache."""
+    with torch.inference_mode():
+        sweep = model.restore_fidelity_sweep(strip, RATIOS, twm_disabled=twm_disabled)
+        for ratio in RATIOS:
+            single = model.restore(strip, fidelity_ratio=ratio, twm_disabled=twm_disabled)
+            assert torch.equal(sweep[float(ratio)], single), ratio

@@ -17,6 +17,8 @@ from vqfr.zoo.registry import ASSETS
 
 BLOB = os.urandom(3 * (1 << 20) + 12345)
 BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
+# The last byte changed (flipped, so it differs whatever random byte BLOB ends with).
+CORRUPT = BLOB[:-1] + bytes([BLOB[-1] ^ 0xFF])
 CUT = 1_500_000  # bytes sent before the server drops an interrupted transfer
 
 
@@ -66,7 +68,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     handler = type("Handler", (RangeHandler,), {
-        "files": {"/blob.bin": BLOB, "/bad.bin": BLOB[:-1] + b"x"},
+        "files": {"/blob.bin": BLOB, "/bad.bin": CORRUPT},
         "drop_once": set(), "ignore_range": set(), "log": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
@@ -126,7 +128,7 @@ def test_corrupt_download_is_removed(server, home, monkeypatch):
         resolve_asset("test-blob", quiet=True)
     message = str(info.value)
     assert "corrupt download" in message and BLOB_SHA in message
-    assert hashlib.sha256(BLOB[:-1] + b"x").hexdigest() in message
+    assert hashlib.sha256(CORRUPT).hexdigest() in message
     assert not (home / "weights" / "blob.bin").exists()
     assert not (home / "weights" / "blob.bin.part").exists()
 

@@ -1,5 +1,6 @@
 """``vqfr-eval ablate``: the VQFR paper's ablations (texture warping module, parallel decoder) and
-the fidelity sweeps, as method variants run by the benchmark (one cached, resumable pass each),
+the fidelity sweeps, as method variants run by the benchmark (one cached, resumable pass each;
+a sweep's variants are restored from one forward per batch, see ``benchmark.sweep_groups``),
 plus the TWM offsets of a few images per VQFR variant for the report
 (``RUN_DIR/<dataset>/<slug>/offsets/<stem>.npz``, see reports/README.md)."""
 from __future__ import annotations

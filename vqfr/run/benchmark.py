@@ -18,10 +18,10 @@ from vqfr.run.distributed import DistContext, init_distributed
 from vqfr.run.methods import PAPER_METHODS, Method, parse_methods
 from vqfr.run.metricset import MetricSet, merge_batch_states
 from vqfr.run.progress import RunLog
-from vqfr.run.restorer import Restorer, make_deterministic
+from vqfr.run.restorer import Restorer, SweepRestorer, make_deterministic, sweep_family
 from vqfr.run.results import (command_line, format_table, results_table, runtime_versions,
                               write_per_image_csv, write_summary)
-from vqfr.run.runner import Item, MethodPass
+from vqfr.run.runner import Item, MethodPass, run_in_lockstep
 
 
 # CelebA-Test's metric set, the default for a directory without a manifest (full-reference ones
@@ -106,39 +106,92 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
             f"{n}: {r}" for n, r in metrics.skipped.items()))
 
     report = RunReport(is_main=ctx.is_main)
-    for method in methods:
+    summaries: dict[str, dict] = {}
+    for group in sweep_groups(methods):
         try:
-            summary = _run_method(cfg, ctx, device, dataset, method, metrics, log)
+            passes = _method_passes(cfg, ctx, device, dataset, group, metrics)
         except AssetUnavailable as exc:
-            report.skipped[method.slug] = str(exc)
-            log(f"{method.label}: skipped, weights unavailable: {exc}")
+            for method in group:
+                report.skipped[method.slug] = str(exc)
+                log(f"{method.label}: skipped, weights unavailable: {exc}")
             continue
         except VqfrError as exc:
-            report.failed[method.slug] = str(exc)
-            log(f"{method.label}: no result: {exc}")
+            for method in group:
+                report.failed[method.slug] = str(exc)
+                log(f"{method.label}: no result: {exc}")
             continue
-        if summary is not None:
-            report.summaries.append(summary)
+        if len(group) > 1:
+            log(f"{', '.join(m.label for m in group)}: one forward per batch for all "
+                f"{len(group)} (restore_fidelity_sweep)", echo=False)
+        outcomes = run_in_lockstep(passes) if len(passes) > 1 else [passes[0].run()]
+        for method, one_pass, outcome in zip(group, passes, outcomes):
+            try:
+                summary = _finish_method(cfg, ctx, device, dataset, method, one_pass, outcome,
+                                         metrics, log)
+            except VqfrError as exc:
+                report.failed[method.slug] = str(exc)
+                log(f"{method.label}: no result: {exc}")
+                continue
+            if summary is not None:
+                summaries[method.slug] = summary
+    report.summaries = [summaries[m.slug] for m in methods if m.slug in summaries]
     if ctx.is_main and report.summaries:
         report.table = results_table(report.summaries)
         log(format_table(report.table, dataset.name), echo=False)
     return report
 
 
-def _run_method(cfg: RunConfig, ctx: DistContext, device: torch.device, dataset: Dataset,
-                method: Method, metrics: MetricSet, log: RunLog) -> dict | None:
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    restorer = (Restorer(method, cfg.assets, device=device, dtype=cfg.dtype)
-                if method.kind == "model" else None)
-    weights = restorer.weights if restorer else None
-    items = dataset_items(dataset, method)
-    method_dir = Path(cfg.out) / dataset.name / method.slug
-    cache_key = {"method": method.key(), "weights_sha256": weights["sha256"] if weights else None,
-                 "dtype": cfg.dtype if restorer else None}
-    one_pass = MethodPass(items, method, restorer, metrics, method_dir, cache_key,
-                          cfg.batch_size, cfg.allow_size, ctx, device, cfg.workers,
-                          show_progress=not cfg.quiet)
-    outcome = one_pass.run()
+def sweep_groups(methods: list[Method]) -> list[list[Method]]:
+    """The methods in run order, those of one sweep family (same model and other options,
+    another value of the swept option) gathered into one group at the first member's place."""
+    groups: list[list[Method]] = []
+    by_family: dict[tuple, list[Method]] = {}
+    for method in methods:
+        family = sweep_family(method)
+        if family is not None and family in by_family:
+            by_family[family].append(method)
+            continue
+        group = [method]
+        groups.append(group)
+        if family is not None:
+            by_family[family] = group
+    return groups
+
+
+def _method_passes(cfg: RunConfig, ctx: DistContext, device: torch.device, dataset: Dataset,
+                   group: list[Method], metrics: MetricSet) -> list[MethodPass]:
+    """One pass per method of the group; a sweep family's restorers share one forward."""
+    first = group[0]
+    restorers: list[Any] = [None] * len(group)
+    if first.kind == "model":
+        base = Restorer(first, cfg.assets, device=device, dtype=cfg.dtype)
+        if len(group) == 1:
+            restorers = [base]
+        else:
+            option = sweep_family(first)[1]
+            sweep = SweepRestorer(base, [m.options[option] for m in group])
+            restorers = [sweep.member(m.options[option]) for m in group]
+    passes = []
+    for method, restorer in zip(group, restorers):
+        weights = restorer.weights if restorer else None
+        cache_key = {"method": method.key(),
+                     "weights_sha256": weights["sha256"] if weights else None,
+                     "dtype": cfg.dtype if restorer else None}
+        passes.append(MethodPass(dataset_items(dataset, method), method, restorer, metrics,
+                                 Path(cfg.out) / dataset.name / method.slug, cache_key,
+                                 cfg.batch_size, cfg.allow_size, ctx, device, cfg.workers,
+                                 show_progress=not cfg.quiet))
+    return passes
+
+
+def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, dataset: Dataset,
+                   method: Method, one_pass: MethodPass, outcome, metrics: MetricSet,
+                   log: RunLog) -> dict | None:
+    """Gather the pass's outcome from every rank and write the method's results (rank 0)."""
+    started = one_pass.started
+    weights = one_pass.restore.weights if one_pass.restore else None
+    items = one_pass.items
+    method_dir = one_pass.method_dir
     parts = ctx.gather(outcome)
     if not ctx.is_main:
         ctx.barrier()

@@ -110,3 +110,71 @@ class Restorer:
         with torch.inference_mode(), self._autocast():
             out = self.model.restore(to_model_input(lq.to(self.device)), **self.method.options)
         return tensor2img(out)
+
+
+# Models whose restore_fidelity_sweep(x, values, **options) gives, from one forward, what
+# restore(x, option=value, **options) gives for each value, bit for bit (tested): the option it
+# sweeps and the other options it takes. Other options must be at their defaults.
+SWEEPABLE = {"vqfr-v2": ("fidelity_ratio", ("twm_disabled",)),
+             "codeformer": ("fidelity_weight", ("gray_threshold",))}
+
+
+def sweep_family(method: Method) -> tuple | None:
+    """Methods with the same family share one forward: (model, swept option, the other
+    options). None for a method that cannot share."""
+    if method.kind != "model" or method.name not in SWEEPABLE:
+        return None
+    option, passed = SWEEPABLE[method.name]
+    from vqfr.run.methods import parse_method
+
+    defaults = parse_method(method.name).options
+    others = {k: v for k, v in method.options.items() if k != option}
+    if any(k not in passed and v != defaults.get(k) for k, v in others.items()):
+        return None
+    return (method.name, option, tuple(sorted((k, repr(v)) for k, v in others.items()
+                                              if k in passed)))
+
+
+class SweepRestorer:
+    """Restorers for the members of one sweep family (same model, weights and other options;
+    different values of the swept option) computing every member's output from one forward.
+    The outputs of the last few input batches are kept, so members run batch by batch in
+    lockstep restore each batch once."""
+
+    KEEP = 4   # input groups remembered (a batch of mixed sizes is restored in several)
+
+    def __init__(self, base: Restorer, values: list[float]) -> None:
+        option, passed = SWEEPABLE[base.method.name]
+        self.base = base
+        self.values = [float(v) for v in values]
+        self.options = {k: v for k, v in base.method.options.items() if k in passed}
+        self._recent: list[tuple[torch.Tensor, dict[float, torch.Tensor]]] = []
+        self.forwards = 0
+
+    def member(self, value: float) -> "SweepMember":
+        return SweepMember(self, float(value))
+
+    def restore(self, lq: torch.Tensor, value: float) -> torch.Tensor:
+        for seen, outputs in self._recent:
+            if seen.shape == lq.shape and torch.equal(seen, lq):
+                return outputs[value]
+        base = self.base
+        with torch.inference_mode(), base._autocast():
+            raw = base.model.restore_fidelity_sweep(to_model_input(lq.to(base.device)),
+                                                    self.values, **self.options)
+        self.forwards += 1
+        outputs = {v: tensor2img(raw[v]) for v in self.values}
+        self._recent = [(lq.clone(), outputs)] + self._recent[:self.KEEP - 1]
+        return outputs[value]
+
+
+class SweepMember:
+    """One member of a :class:`SweepRestorer`, called like a :class:`Restorer`."""
+
+    def __init__(self, sweep: SweepRestorer, value: float) -> None:
+        self.sweep = sweep
+        self.value = value
+        self.weights = sweep.base.weights
+
+    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+        return self.sweep.restore(lq, self.value)

@@ -16,6 +16,7 @@ batch size reuses the images.
 """
 from __future__ import annotations
 
+import datetime as dt
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ class MethodPass:
         self.device = device
         self.workers = workers
         self.show_progress = show_progress
+        self.started = ""                 # ISO time the pass began
+        self.outcome: PassOutcome | None = None
 
     # -- reading (prefetch thread) ---------------------------------------------------------
     def _output_path(self, item: Item) -> Path:
@@ -173,11 +176,20 @@ class MethodPass:
 
     # -- the pass ---------------------------------------------------------------------------
     def run(self) -> PassOutcome:
+        for _ in self.steps():
+            pass
+        return self.outcome
+
+    def steps(self):
+        """The pass, one batch per step (a generator): several passes over the same items can
+        go batch by batch in lockstep (:func:`run_in_lockstep`). The result is ``self.outcome``."""
         started = time.perf_counter()
+        self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         batches = [self.items[i:i + self.batch_size]
                    for i in range(0, len(self.items), self.batch_size)]
         mine = self.ctx.shard(list(enumerate(batches)))
-        outcome = PassOutcome(batch_states={name: {} for name in self.metrics.metrics})
+        outcome = self.outcome = PassOutcome(
+            batch_states={name: {} for name in self.metrics.metrics})
         bar = progress(sum(len(b) for _, b in mine), f"{self.method.slug}",
                        self.show_progress)
         with ThreadPoolExecutor(self.workers) as pool, ThreadPoolExecutor(1) as prefetch:
@@ -190,10 +202,11 @@ class MethodPass:
                     pending = prefetch.submit(self._prepare, *mine[position + 1], pool)
                 self._run_batch(batch, pool, outcome)
                 bar.update(len(items))
+                outcome.seconds = time.perf_counter() - started
+                yield number
         bar.close()
         self.cache.close()
         outcome.seconds = time.perf_counter() - started
-        return outcome
 
     def _run_batch(self, batch: _Batch, pool: ThreadPoolExecutor, outcome: PassOutcome) -> None:
         output_sha = list(batch.cached_sha)
@@ -267,6 +280,18 @@ class MethodPass:
             index = torch.tensor([batch.items[p].index for p in positions], dtype=torch.long)
             groups.append((out, ref, index))
         return groups
+
+
+def run_in_lockstep(passes: list[MethodPass]) -> list[PassOutcome]:
+    """Run passes over the same items batch by batch: batch k of every pass before batch k+1 of
+    any. Variants restored from one shared forward (:class:`vqfr.run.restorer.SweepRestorer`)
+    then find each batch's outputs already computed."""
+    steps = [p.steps() for p in passes]
+    while steps:
+        for step in list(steps):
+            if next(step, None) is None:
+                steps.remove(step)
+    return [p.outcome for p in passes]
 
 
 def _sha_or_error(path: Path) -> str:
