@@ -64,7 +64,7 @@ def test_family_shares_one_forward_and_equals_separate_restores(one_face, v2_wei
     lq_path = list_images(one_face / "lq")[0]
     stem, lq = lq_path.stem, read_image(lq_path)
     batch = torch.from_numpy(lq).permute(2, 0, 1)[None].contiguous()
-    for method, summary in zip(parse_methods(V2_RUN), report.summaries):
+    for method, summary in zip(parse_methods(V2_RUN), report.summaries, strict=True):
         with monkeypatch.context() as patch:
             patch.setattr(VQFRv2, "restore_fidelity_sweep", sweep)
             alone = Restorer(method, {"vqfr-v2": v2_weights})(batch)[0].permute(1, 2, 0).numpy()

@@ -124,7 +124,7 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
             log(f"{', '.join(m.label for m in group)}: one forward per batch for all "
                 f"{len(group)} (restore_fidelity_sweep)", echo=False)
         outcomes = run_in_lockstep(passes) if len(passes) > 1 else [passes[0].run()]
-        for method, one_pass, outcome in zip(group, passes, outcomes):
+        for method, one_pass, outcome in zip(group, passes, outcomes, strict=True):
             try:
                 summary = _finish_method(cfg, ctx, device, dataset, method, one_pass, outcome,
                                          metrics, log)
@@ -172,7 +172,7 @@ def _method_passes(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
             sweep = SweepRestorer(base, [m.options[option] for m in group])
             restorers = [sweep.member(m.options[option]) for m in group]
     passes = []
-    for method, restorer in zip(group, restorers):
+    for method, restorer in zip(group, restorers, strict=True):
         weights = restorer.weights if restorer else None
         cache_key = {"method": method.key(),
                      "weights_sha256": weights["sha256"] if weights else None,
