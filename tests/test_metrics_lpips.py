@@ -107,3 +107,35 @@ def test_golden_pairs_layers_and_negative_controls(faces_dir, golden, metric):
             for mistake, wrong in reference["negative_controls_blur_first3"][name].items():
                 if mistake != "correct":
                     assert abs(values[i].item() - wrong) > 1e-6, mistake
+
+
+def test_split_forward_equals_lpips_and_reuses_the_reference(faces_dir, metric, monkeypatch):
+    """distances() is lpips.LPIPS.forward split in two, bit for bit, and the methods of a run
+    measured on the same reference batch compute its features once."""
+    from vqfr.metrics.color import u8_to_minus1_1
+
+    faces = [cv2.resize(cv2.imread(str(p)), (64, 64), interpolation=cv2.INTER_AREA)
+             for p in sorted(faces_dir.glob("*.png"))[:2]]
+    reference = rgb_batch(faces)
+    method_outputs = [rgb_batch([degraded(f, kind) for f in faces]) for kind in ("blur", "down")]
+    calls = []
+    features = LPIPS._features
+
+    def counted(self, images):
+        calls.append(images.shape[0])
+        return features(self, images)
+
+    monkeypatch.setattr(LPIPS, "_features", counted)
+    metric._reference_memo = None
+    for restored in method_outputs:
+        with torch.inference_mode():
+            value, layers = metric.net(u8_to_minus1_1(restored, torch.float32),
+                                       u8_to_minus1_1(reference, torch.float32), retPerLayer=True)
+        got, got_layers = metric.distances(restored, reference, per_layer=True)
+        assert torch.equal(got, value.flatten(1).squeeze(1))
+        assert torch.equal(got_layers, torch.stack([t.flatten(1).squeeze(1) for t in layers], 1))
+    # the reference batch once, each method's outputs once
+    assert calls == [2, 2, 2]
+    other = reference.flip(0).contiguous()            # another reference batch: recomputed
+    metric.distances(method_outputs[0], other)
+    assert calls == [2, 2, 2, 2, 2]

@@ -1,6 +1,7 @@
-"""Sweep families in a run: the variants of one model that differ only in the fidelity knob
-(VQFR v2 ``fidelity_ratio``, CodeFormer ``fidelity_weight``) are restored from one forward per
-batch, go through the run batch by batch in lockstep, and give the same files as separate runs."""
+"""The methods of a run go through the data batch by batch in lockstep: a batch's LPIPS
+reference features are computed once for all of them, and the variants of one model that differ
+only in the fidelity knob (VQFR v2 ``fidelity_ratio``, CodeFormer ``fidelity_weight``) are
+restored from one forward per batch. Files and numbers are those of separate runs."""
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,9 @@ from goldens import write_tiny_paired_set
 from vqfr.data.images import list_images, read_image
 from vqfr.run.benchmark import RunConfig, run_benchmark, sweep_groups
 from vqfr.run.methods import parse_methods
+from vqfr.errors import VqfrError
 from vqfr.run.restorer import Restorer, sweep_family
+from vqfr.run.runner import PassOutcome, run_in_lockstep
 
 V2_RUN = ["vqfr-v2", "vqfr-v2:fidelity_ratio=0.5"]
 
@@ -77,3 +80,76 @@ def test_family_shares_one_forward_and_equals_separate_restores(one_face, v2_wei
     assert calls == []
     assert [s["counts"]["reused"] for s in again.summaries] == [1, 1]
     assert [s["metrics"] for s in again.summaries] == [s["metrics"] for s in report.summaries]
+
+
+@pytest.fixture(scope="module")
+def tiny_set(faces_dir, tmp_path_factory):
+    return write_tiny_paired_set(faces_dir, tmp_path_factory.mktemp("data") / "tiny", 3, 32)
+
+
+@pytest.fixture(scope="module")
+def lpips_weights(tmp_path_factory):
+    import torchvision
+
+    from vqfr.zoo import write_synthetic_checkpoint
+
+    with torch.device("meta"):
+        vgg = torchvision.models.vgg16()
+    return write_synthetic_checkpoint("lpips-vgg16", tmp_path_factory.mktemp("w") / "vgg.pth",
+                                      seed=1, layout=vgg.features)
+
+
+def test_methods_share_the_lpips_reference_per_batch(tiny_set, lpips_weights, tmp_path,
+                                                     monkeypatch):
+    from vqfr.metrics.lpips_vgg import LPIPS
+
+    calls = []
+    features = LPIPS._features
+
+    def counted(self, images):
+        calls.append(images.shape[0])
+        return features(self, images)
+
+    monkeypatch.setattr(LPIPS, "_features", counted)
+    methods = ["lq", f"folder:{tiny_set / 'hq'}"]
+    common = dict(dataset=str(tiny_set), metrics=["lpips", "psnr"], batch_size=2, quiet=True,
+                  assets={"lpips-vgg16": lpips_weights})
+    together = run_benchmark(RunConfig(methods=methods, out=tmp_path / "together", **common))
+    # batches of 2 and 1: the reference once, then each method's images
+    assert calls == [2, 2, 2, 1, 1, 1]
+    separate = [run_benchmark(RunConfig(methods=[m], out=tmp_path / f"alone{i}", **common))
+                .summaries[0] for i, m in enumerate(methods)]
+    assert [s["metrics"] for s in together.summaries] == [s["metrics"] for s in separate]
+    assert together.summaries[1]["metrics"]["lpips"] == 0.0     # GT against itself
+
+
+class _FakePass:
+    def __init__(self, batches, fail_at=None):
+        self.batches, self.fail_at, self.seen = batches, fail_at, []
+        self.outcome = None
+        self.metrics = type("M", (), {"metrics": {"psnr": None}})()
+
+    def steps(self):
+        self.outcome = PassOutcome(batch_states={"psnr": {}})
+        for number in range(self.batches):
+            if number == self.fail_at:
+                raise VqfrError(f"batch {number} is broken")
+            self.seen.append(number)
+            yield number
+
+
+def test_lockstep_order_and_a_failing_pass_stops_alone():
+    order = []
+    passes = [_FakePass(3), _FakePass(3, fail_at=1), _FakePass(2)]
+    for index, fake in enumerate(passes):
+        steps = fake.steps
+
+        def tracked(fake=fake, steps=steps, index=index):
+            for number in steps():
+                order.append((number, index))
+                yield number
+        fake.steps = tracked
+    outcomes = run_in_lockstep(passes)
+    assert order == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0)]
+    assert [o.error for o in outcomes] == [None, "batch 1 is broken", None]
+    assert [p.seen for p in passes] == [[0, 1, 2], [0], [0, 1]]

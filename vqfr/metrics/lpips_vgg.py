@@ -74,19 +74,51 @@ class LPIPS(Metric):
         self.net = load_lpips_vgg(weights, assets).to(self.device, dtype)
         self.add_state("index", torch.zeros(0, dtype=torch.long), reduce="cat")
         self.add_state("values", torch.zeros(0, dtype=torch.float64), reduce="cat")
+        # (uint8 reference batch, its features): the last one seen, see distances()
+        self._reference_memo: tuple[torch.Tensor, list[torch.Tensor]] | None = None
 
     @torch.inference_mode()
     def distances(self, restored: torch.Tensor, reference: torch.Tensor,
                   per_layer: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Per-pair LPIPS [B] (and the per-layer terms [B, 5] with ``per_layer=True``)."""
+        """Per-pair LPIPS [B] (and the per-layer terms [B, 5] with ``per_layer=True``).
+
+        ``lpips.LPIPS.forward`` split in two, the same operations in the same order: the
+        reference side (half the work) is kept for the last reference batch, so the methods of a
+        run, which go through the dataset batch by batch in lockstep, compute it once per batch.
+        """
+        from lpips.lpips import spatial_average
+
         check_images(restored, reference, self.name)
-        x = u8_to_minus1_1(restored.to(self.device), self.dtype)
-        y = u8_to_minus1_1(reference.to(self.device), self.dtype)
-        value, layers = self.net(x, y, retPerLayer=True, normalize=False)
+        reference_features = self._reference_features(reference)
+        restored_features = self._features(u8_to_minus1_1(restored.to(self.device), self.dtype))
+        net = self.net
+        layers = []
+        for kk in range(net.L):
+            diff = (restored_features[kk] - reference_features[kk]) ** 2
+            layers.append(spatial_average(net.lins[kk](diff), keepdim=True))
+        value = 0                       # as lpips sums them: 0 + layer 0 + layer 1 ...
+        for layer in layers:
+            value += layer
         value = value.flatten(1).squeeze(1)
         if per_layer:
             return value, torch.stack([t.flatten(1).squeeze(1) for t in layers], dim=1)
         return value
+
+    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-normalised VGG features of images in [-1, 1] (lpips' scaling layer first)."""
+        import lpips
+
+        outputs = self.net.net.forward(self.net.scaling_layer(images))
+        return [lpips.normalize_tensor(outputs[kk]) for kk in range(self.net.L)]
+
+    def _reference_features(self, reference: torch.Tensor) -> list[torch.Tensor]:
+        memo = self._reference_memo
+        if memo is not None and memo[0].shape == reference.shape and torch.equal(
+                memo[0], reference.to(memo[0].device)):
+            return memo[1]
+        features = self._features(u8_to_minus1_1(reference.to(self.device), self.dtype))
+        self._reference_memo = (reference.detach().clone(), features)
+        return features
 
     def update(self, restored: torch.Tensor, reference: torch.Tensor | None = None,
                index: torch.Tensor | None = None) -> None:

@@ -106,10 +106,11 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
             f"{n}: {r}" for n, r in metrics.skipped.items()))
 
     report = RunReport(is_main=ctx.is_main)
-    summaries: dict[str, dict] = {}
+    runs: list[tuple[Method, MethodPass]] = []
+    models: dict[str, Restorer] = {}
     for group in sweep_groups(methods):
         try:
-            passes = _method_passes(cfg, ctx, device, dataset, group, metrics)
+            passes = _method_passes(cfg, ctx, device, dataset, group, metrics, models)
         except AssetUnavailable as exc:
             for method in group:
                 report.skipped[method.slug] = str(exc)
@@ -123,17 +124,22 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
         if len(group) > 1:
             log(f"{', '.join(m.label for m in group)}: one forward per batch for all "
                 f"{len(group)} (restore_fidelity_sweep)", echo=False)
-        outcomes = run_in_lockstep(passes) if len(passes) > 1 else [passes[0].run()]
-        for method, one_pass, outcome in zip(group, passes, outcomes, strict=True):
-            try:
-                summary = _finish_method(cfg, ctx, device, dataset, method, one_pass, outcome,
-                                         metrics, log)
-            except VqfrError as exc:
-                report.failed[method.slug] = str(exc)
-                log(f"{method.label}: no result: {exc}")
-                continue
-            if summary is not None:
-                summaries[method.slug] = summary
+        runs.extend(zip(group, passes, strict=True))
+    # All methods go through the dataset together, batch by batch: a batch's ground truth is
+    # then decoded into the metrics once for all of them (LPIPS keeps its reference features
+    # for the batch), and a sweep family's members find their outputs already restored.
+    run_in_lockstep([one_pass for _, one_pass in runs])
+    summaries: dict[str, dict] = {}
+    for method, one_pass in runs:
+        try:
+            summary = _finish_method(cfg, ctx, device, dataset, method, one_pass,
+                                     one_pass.outcome, metrics, log)
+        except VqfrError as exc:
+            report.failed[method.slug] = str(exc)
+            log(f"{method.label}: no result: {exc}")
+            continue
+        if summary is not None:
+            summaries[method.slug] = summary
     report.summaries = [summaries[m.slug] for m in methods if m.slug in summaries]
     if ctx.is_main and report.summaries:
         report.table = results_table(report.summaries)
@@ -159,12 +165,19 @@ def sweep_groups(methods: list[Method]) -> list[list[Method]]:
 
 
 def _method_passes(cfg: RunConfig, ctx: DistContext, device: torch.device, dataset: Dataset,
-                   group: list[Method], metrics: MetricSet) -> list[MethodPass]:
-    """One pass per method of the group; a sweep family's restorers share one forward."""
+                   group: list[Method], metrics: MetricSet,
+                   models: dict[str, Restorer]) -> list[MethodPass]:
+    """One pass per method of the group; a sweep family's restorers share one forward, and
+    every variant of a model shares the one module (``models``: model name -> first
+    restorer, filled here)."""
     first = group[0]
     restorers: list[Any] = [None] * len(group)
     if first.kind == "model":
         base = Restorer(first, cfg.assets, device=device, dtype=cfg.dtype)
+        if first.name in models:
+            base.share_model(models[first.name])
+        else:
+            models[first.name] = base
         if len(group) == 1:
             restorers = [base]
         else:
@@ -197,6 +210,9 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
         ctx.barrier()
         return None
     try:
+        errors = [p.error for p in parts if p.error]
+        if errors:
+            raise VqfrError(errors[0])
         restored = sum(p.restored for p in parts)
         reused = sum(p.reused for p in parts)
         failed = {stem: why for p in parts for stem, why in p.failed.items()}

@@ -100,6 +100,15 @@ class Restorer:
             self._model = self._build()
         return self._model
 
+    def share_model(self, other: "Restorer") -> None:
+        """Use ``other``'s model (built once, on first use by either): the variants of one
+        model in a run differ only in the options given to ``restore()``."""
+        if (other.method.name, other.weights["sha256"], other.device, other.dtype) != (
+                self.method.name, self.weights["sha256"], self.device, self.dtype):
+            raise ValueError("only restorers of the same model, weights, device and dtype can "
+                             "share it")
+        self._build = lambda: other.model
+
     def _autocast(self):
         if self.dtype == "fp32":
             return nullcontext()

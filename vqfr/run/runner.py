@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from vqfr.data.images import read_image, sha256_file, write_png_atomic
-from vqfr.errors import ImageError
+from vqfr.errors import ImageError, VqfrError
 from vqfr.run.cache import RestoreCache, StateStore, pixels_sha256
 from vqfr.run.distributed import DistContext
 from vqfr.run.methods import Method
@@ -52,6 +52,7 @@ class PassOutcome:
     failed: dict[str, str] = field(default_factory=dict)     # stem -> reason
     entries: dict[str, dict[str, str]] = field(default_factory=dict)  # new cache entries
     seconds: float = 0.0
+    error: str | None = None       # why the pass stopped early (a VqfrError's message)
 
 
 @dataclass
@@ -284,13 +285,23 @@ class MethodPass:
 
 def run_in_lockstep(passes: list[MethodPass]) -> list[PassOutcome]:
     """Run passes over the same items batch by batch: batch k of every pass before batch k+1 of
-    any. Variants restored from one shared forward (:class:`vqfr.run.restorer.SweepRestorer`)
-    then find each batch's outputs already computed."""
-    steps = [p.steps() for p in passes]
+    any, so whatever a batch shares between the passes (its decoded ground truth in the
+    metrics, a sweep's restored outputs: :class:`vqfr.run.restorer.SweepRestorer`) is computed
+    once. A pass that raises a ``VqfrError`` stops there with the message in ``error``; the
+    others go on."""
+    steps = [(p, p.steps()) for p in passes]
     while steps:
-        for step in list(steps):
-            if next(step, None) is None:
-                steps.remove(step)
+        for one_pass, step in list(steps):
+            try:
+                finished = next(step, None) is None
+            except VqfrError as exc:
+                if one_pass.outcome is None:
+                    one_pass.outcome = PassOutcome(
+                        batch_states={name: {} for name in one_pass.metrics.metrics})
+                one_pass.outcome.error = str(exc)
+                finished = True
+            if finished:
+                steps.remove((one_pass, step))
     return [p.outcome for p in passes]
 
 
