@@ -134,3 +134,17 @@ def write_tiny_paired_set(faces_dir: Path, root: Path, count: int, size: int) ->
         cv2.imwrite(str(root / "hq" / face.name), hq)
         cv2.imwrite(str(root / "lq" / face.name), lq)
     return root
+
+
+def spy(monkeypatch, owner, name: str, note=lambda *args, **kwargs: args) -> list:
+    """Replace ``owner.name`` (a function or method) by one that records ``note(*args)`` of each
+    call in the returned list, then calls through."""
+    calls: list = []
+    original = getattr(owner, name)
+
+    def recorded(*args, **kwargs):
+        calls.append(note(*args, **kwargs))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from goldens import spy
 from torchvision.ops import deform_conv2d as torchvision_deform_conv2d
 
 import vqfr.archs.deform as deform
@@ -62,15 +63,8 @@ def test_a_wrong_sampling_rule_is_caught():
 
 
 def test_dispatch_falls_back_to_torchvision(monkeypatch):
-    calls = []
-    fast = deform._deform_conv2d_cpu
-
-    def fake_cpu(*args):
-        calls.append("fast")
-        return fast(*args)
-
     x, offset, weight, bias, mask = _case(1, 8, 10, 10, 2, seed=3)
-    monkeypatch.setattr(deform, "_deform_conv2d_cpu", fake_cpu)
+    calls = spy(monkeypatch, deform, "_deform_conv2d_cpu", lambda *args: "fast")
     with torch.inference_mode():
         deform.deform_conv2d(x, offset, weight, bias, 1, mask)
     assert calls == ["fast"]

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from goldens import spy
 
 from vqfr.metrics import create_metric
 from vqfr.metrics.lpips_vgg import LPIPS, vgg16_to_lpips_keys
@@ -118,14 +119,7 @@ def test_split_forward_equals_lpips_and_reuses_the_reference(faces_dir, metric, 
              for p in sorted(faces_dir.glob("*.png"))[:2]]
     reference = rgb_batch(faces)
     method_outputs = [rgb_batch([degraded(f, kind) for f in faces]) for kind in ("blur", "down")]
-    calls = []
-    features = LPIPS._features
-
-    def counted(self, images):
-        calls.append(images.shape[0])
-        return features(self, images)
-
-    monkeypatch.setattr(LPIPS, "_features", counted)
+    calls = spy(monkeypatch, LPIPS, "_features", lambda self, images: images.shape[0])
     metric._reference_memo = None
     for restored in method_outputs:
         with torch.inference_mode():

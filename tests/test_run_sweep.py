@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from goldens import write_tiny_paired_set
+from goldens import spy, write_tiny_paired_set
 
 from vqfr.data.images import list_images, read_image
+from vqfr.errors import VqfrError
 from vqfr.run.benchmark import RunConfig, run_benchmark, sweep_groups
 from vqfr.run.methods import parse_methods
-from vqfr.errors import VqfrError
 from vqfr.run.restorer import Restorer, sweep_family
 from vqfr.run.runner import PassOutcome, run_in_lockstep
 
@@ -49,14 +49,8 @@ def test_family_shares_one_forward_and_equals_separate_restores(one_face, v2_wei
                                                                 monkeypatch):
     from vqfr.archs.vqfr_v2 import VQFRv2
 
-    calls = []
-    sweep = VQFRv2.restore_fidelity_sweep
-
-    def counted(self, x, ratios, **kwargs):
-        calls.append(tuple(ratios))
-        return sweep(self, x, ratios, **kwargs)
-
-    monkeypatch.setattr(VQFRv2, "restore_fidelity_sweep", counted)
+    calls = spy(monkeypatch, VQFRv2, "restore_fidelity_sweep",
+                lambda self, x, ratios, **kwargs: tuple(ratios))
     cfg = RunConfig(dataset=str(one_face), methods=V2_RUN, metrics=["psnr"], out=tmp_path,
                     assets={"vqfr-v2": v2_weights}, quiet=True)
     report = run_benchmark(cfg)
@@ -68,14 +62,12 @@ def test_family_shares_one_forward_and_equals_separate_restores(one_face, v2_wei
     stem, lq = lq_path.stem, read_image(lq_path)
     batch = torch.from_numpy(lq).permute(2, 0, 1)[None].contiguous()
     for method, summary in zip(parse_methods(V2_RUN), report.summaries, strict=True):
-        with monkeypatch.context() as patch:
-            patch.setattr(VQFRv2, "restore_fidelity_sweep", sweep)
-            alone = Restorer(method, {"vqfr-v2": v2_weights})(batch)[0].permute(1, 2, 0).numpy()
+        alone = Restorer(method, {"vqfr-v2": v2_weights})(batch)[0].permute(1, 2, 0).numpy()
         written = read_image(tmp_path / "one" / method.slug / "images" / f"{stem}.png")
         assert (written == alone).all(), method.slug
         assert summary["counts"]["restored"] == 1
 
-    calls.clear()
+    calls.clear()    # (the separate restores above went through restore() alone)
     again = run_benchmark(cfg)              # all cached: no forward at all
     assert calls == []
     assert [s["counts"]["reused"] for s in again.summaries] == [1, 1]
@@ -103,14 +95,7 @@ def test_methods_share_the_lpips_reference_per_batch(tiny_set, lpips_weights, tm
                                                      monkeypatch):
     from vqfr.metrics.lpips_vgg import LPIPS
 
-    calls = []
-    features = LPIPS._features
-
-    def counted(self, images):
-        calls.append(images.shape[0])
-        return features(self, images)
-
-    monkeypatch.setattr(LPIPS, "_features", counted)
+    calls = spy(monkeypatch, LPIPS, "_features", lambda self, images: images.shape[0])
     methods = ["lq", f"folder:{tiny_set / 'hq'}"]
     common = dict(dataset=str(tiny_set), metrics=["lpips", "psnr"], batch_size=2, quiet=True,
                   assets={"lpips-vgg16": lpips_weights})
