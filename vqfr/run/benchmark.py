@@ -125,15 +125,14 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
             log(f"{', '.join(m.label for m in group)}: one forward per batch for all "
                 f"{len(group)} (restore_fidelity_sweep)", echo=False)
         runs.extend(zip(group, passes, strict=True))
-    # All methods go through the dataset together, batch by batch: a batch's ground truth is
-    # then decoded into the metrics once for all of them (LPIPS keeps its reference features
-    # for the batch), and a sweep family's members find their outputs already restored.
+    # All methods go through the dataset together, batch by batch: LPIPS then computes a
+    # batch's reference features once for all of them, and a sweep family's members find their
+    # outputs already restored.
     run_in_lockstep([one_pass for _, one_pass in runs])
     summaries: dict[str, dict] = {}
     for method, one_pass in runs:
         try:
-            summary = _finish_method(cfg, ctx, device, dataset, method, one_pass,
-                                     one_pass.outcome, metrics, log)
+            summary = _finish_method(cfg, ctx, device, dataset, method, one_pass, metrics, log)
         except VqfrError as exc:
             report.failed[method.slug] = str(exc)
             log(f"{method.label}: no result: {exc}")
@@ -198,14 +197,14 @@ def _method_passes(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
 
 
 def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, dataset: Dataset,
-                   method: Method, one_pass: MethodPass, outcome, metrics: MetricSet,
+                   method: Method, one_pass: MethodPass, metrics: MetricSet,
                    log: RunLog) -> dict | None:
     """Gather the pass's outcome from every rank and write the method's results (rank 0)."""
     started = one_pass.started
     weights = one_pass.restore.weights if one_pass.restore else None
     items = one_pass.items
     method_dir = one_pass.method_dir
-    parts = ctx.gather(outcome)
+    parts = ctx.gather(one_pass.outcome)
     if not ctx.is_main:
         ctx.barrier()
         return None

@@ -153,12 +153,11 @@ class SweepRestorer:
     KEEP = 4   # input groups remembered (a batch of mixed sizes is restored in several)
 
     def __init__(self, base: Restorer, values: list[float]) -> None:
-        option, passed = SWEEPABLE[base.method.name]
+        passed = SWEEPABLE[base.method.name][1]
         self.base = base
         self.values = [float(v) for v in values]
         self.options = {k: v for k, v in base.method.options.items() if k in passed}
         self._recent: list[tuple[torch.Tensor, dict[float, torch.Tensor]]] = []
-        self.forwards = 0
 
     def member(self, value: float) -> "SweepMember":
         return SweepMember(self, float(value))
@@ -171,7 +170,6 @@ class SweepRestorer:
         with torch.inference_mode(), base._autocast():
             raw = base.model.restore_fidelity_sweep(to_model_input(lq.to(base.device)),
                                                     self.values, **self.options)
-        self.forwards += 1
         outputs = {v: tensor2img(raw[v]) for v in self.values}
         self._recent = [(lq.clone(), outputs)] + self._recent[:self.KEEP - 1]
         return outputs[value]

@@ -184,13 +184,13 @@ class MethodPass:
     def steps(self):
         """The pass, one batch per step (a generator): several passes over the same items can
         go batch by batch in lockstep (:func:`run_in_lockstep`). The result is ``self.outcome``."""
+        outcome = self.outcome = PassOutcome(
+            batch_states={name: {} for name in self.metrics.metrics})
         started = time.perf_counter()
         self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         batches = [self.items[i:i + self.batch_size]
                    for i in range(0, len(self.items), self.batch_size)]
         mine = self.ctx.shard(list(enumerate(batches)))
-        outcome = self.outcome = PassOutcome(
-            batch_states={name: {} for name in self.metrics.metrics})
         bar = progress(sum(len(b) for _, b in mine), f"{self.method.slug}",
                        self.show_progress)
         with ThreadPoolExecutor(self.workers) as pool, ThreadPoolExecutor(1) as prefetch:
@@ -285,19 +285,15 @@ class MethodPass:
 
 def run_in_lockstep(passes: list[MethodPass]) -> list[PassOutcome]:
     """Run passes over the same items batch by batch: batch k of every pass before batch k+1 of
-    any, so whatever a batch shares between the passes (its decoded ground truth in the
-    metrics, a sweep's restored outputs: :class:`vqfr.run.restorer.SweepRestorer`) is computed
-    once. A pass that raises a ``VqfrError`` stops there with the message in ``error``; the
+    any, so whatever a batch shares between the passes (LPIPS's reference features, a sweep's
+    restored outputs: :class:`vqfr.run.restorer.SweepRestorer`) is computed once. A pass that raises a ``VqfrError`` stops there with the message in ``error``; the
     others go on."""
     steps = [(p, p.steps()) for p in passes]
     while steps:
         for one_pass, step in list(steps):
             try:
                 finished = next(step, None) is None
-            except VqfrError as exc:
-                if one_pass.outcome is None:
-                    one_pass.outcome = PassOutcome(
-                        batch_states={name: {} for name in one_pass.metrics.metrics})
+            except VqfrError as exc:   # steps() set its outcome before any work
                 one_pass.outcome.error = str(exc)
                 finished = True
             if finished:
