@@ -17,9 +17,9 @@ from vqfr.data.images import read_image
 from vqfr.report.runs import find_method_runs
 from vqfr.report.specs import load_spec
 from vqfr.report.tables import spec_table
-from vqfr.run.ablation import TWM_LEVELS, study_methods, uses_twm
+from vqfr.studies.ablation import TWM_LEVELS, study_methods, uses_twm
 from vqfr.run.methods import parse_methods
-from vqfr.run.tables import load_table_spec, plan_table
+from vqfr.studies.tables import load_table_spec, plan_table
 
 pytestmark = pytest.mark.slow   # ~1 min on 2 cores: 12 VQFR v1 passes over 3 images + reports
 

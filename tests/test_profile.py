@@ -14,7 +14,7 @@ from torchvision.ops import deform_conv2d
 
 from vqfr.cli import main
 from vqfr.report.render import build_report
-from vqfr.run.profile import DEFORM_CONV2D, count_params, deform_conv2d_flops, model_flops
+from vqfr.studies.profile import DEFORM_CONV2D, count_params, deform_conv2d_flops, model_flops
 from vqfr.zoo.registry import MODELS
 from vqfr.zoo.specs import build_arch
 

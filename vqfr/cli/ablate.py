@@ -11,7 +11,7 @@ from vqfr.errors import VqfrError as UserError
 
 
 def register(subparsers) -> None:
-    from vqfr.run.ablation import (FIDELITY_RATIOS, FIDELITY_WEIGHTS, OFFSETS_IMAGES, STUDIES,
+    from vqfr.studies.ablation import (FIDELITY_RATIOS, FIDELITY_WEIGHTS, OFFSETS_IMAGES, STUDIES,
                                    V2_ABLATION_RATIO)
 
     parser = subparsers.add_parser(
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from vqfr.run.ablation import AblationConfig, run_ablation
+    from vqfr.studies.ablation import AblationConfig, run_ablation
     from vqfr.run.benchmark import RunConfig
     from vqfr.zoo import parse_asset_overrides
 

@@ -77,7 +77,7 @@ def _print(record: dict) -> None:
 
 def profile_command(args) -> int:
     from vqfr.run.methods import split_methods
-    from vqfr.run.profile import profile
+    from vqfr.studies.profile import profile
     from vqfr.run.restorer import DTYPES
     from vqfr.zoo import list_models
 

@@ -95,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
                          "fidelity_weight": args.fidelity_weight},
         seed=args.seed, allow_size=args.allow_size, workers=args.workers, quiet=args.quiet)
     if args.table:
-        from vqfr.run.tables import run_table
+        from vqfr.studies.tables import run_table
 
         result = run_table(args.table, config, [args.dataset] if args.dataset else None,
                            args.report)

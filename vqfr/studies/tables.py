@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vqfr.errors import AssetUnavailable, VqfrError
-from vqfr.run.ablation import spell
+from vqfr.studies.ablation import spell
 from vqfr.run.benchmark import RunConfig, RunReport, run_benchmark
 
 
