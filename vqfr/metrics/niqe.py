@@ -8,16 +8,26 @@ edge-replicating borders; 96x96 blocks (48x48 at scale 2), no overlap, taken col
 18 AGGD features per block and scale; score = Mahalanobis-like distance of the blocks' mean
 feature to the pristine model with the averaged covariances (pinv). Lower is better.
 
-Two modes (recorded in ``options()``):
-- ``"official"`` (default, CPU): the MSCN images are computed with scipy in float32 exactly as the
-  official code, because sigma = sqrt(|E[I^2] - mu^2|) cancels catastrophically in float32 and
-  the AGGD shape is an argmin on a 0.001 grid, so float64 arithmetic moves scores by up to ~0.1.
-  Everything after the MSCN is vectorised over all blocks of a batch
-  (``vqfr.metrics.niqe_features``): per image within 6e-4 of the official code (the reference
-  set; most images within 1e-5).
-- ``"torch"``: everything in torch float64 on the metric's device (GPU friendly, batched);
-  within ~0.03 of the official score on a set mean (0.013 on the reference sets), up to
-  ~0.15 per image.
+Options (recorded in ``options()``):
+- ``convert_to``: ``"y"`` (default, the paper: BT.601 Y as above) or ``"gray"``: the luma
+  0.299 R + 0.587 G + 0.114 B in float32 on [0, 1], times 255, rounded, as pyiqa's ``niqe``
+  (its default ``color_space='yiq'``) and, up to rounding, MATLAB's ``niqe`` (``rgb2gray``,
+  weights 0.298936 / 0.587043 / 0.114021: 0.18 % of the public faces' pixels round one level
+  apart). With the same parameters, ``gray`` is within 0.09 per image (mean 0.008) of pyiqa's
+  values on the 72 public reference images (pyiqa computes in float64); ``y`` is 0.69 away.
+- ``mode``: ``"official"`` (default, CPU): the MSCN images are computed with scipy in float32
+  exactly as the official code. ``"torch"``: the same float32 MSCN with float64 accumulation
+  in torch, on the metric's device (GPU friendly, batched). The float32 matters: sigma =
+  sqrt(|E[I^2] - mu^2|) cancels catastrophically in flat regions, and the AGGD shape is an
+  argmin on a 0.001 grid, so a float64 MSCN moved a textured image with a flat area by 3.5
+  (faces: up to 0.15 per image, 0.013 on a set mean). Everything after the MSCN is shared by both modes and
+  vectorised over all blocks of a batch (``vqfr.metrics.niqe_features``): per image within
+  6e-4 of the official code (the reference set; most images within 1e-5), and the two modes
+  within 1e-7 of each other on CPU (faces, and synthetic flat and textured images; tested).
+- ``crop_border``: pixels cut from each edge first (official default 0).
+
+An image with fewer than two blocks of finite features (all flat: a constant or purely linear
+image) has no NIQE: the official script stops there with a LinAlgError; here its value is NaN.
 """
 from __future__ import annotations
 
@@ -53,9 +63,20 @@ def load_niqe_params(path: str | Path | None = None,
     return params
 
 
-def niqe_luma(images: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB B x 3 x H x W -> rounded BT.601 Y, B x H x W float32 (the official input)."""
-    return torch.round(bt601_y(u8_to_unit_float(images))).squeeze(1)
+CONVERSIONS = ("y", "gray")
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)   # pyiqa's rgb2yiq Y row (MATLAB rgb2gray up to rounding)
+
+
+def niqe_luma(images: torch.Tensor, convert_to: str = "y") -> torch.Tensor:
+    """uint8 RGB B x 3 x H x W -> rounded luma, B x H x W float32: the official BT.601 Y
+    (``"y"``), or pyiqa's float32 gray (``"gray"``)."""
+    rgb01 = u8_to_unit_float(images)
+    if convert_to == "y":
+        luma = bt601_y(rgb01).squeeze(1)
+    else:
+        weights = torch.tensor(GRAY_WEIGHTS, dtype=torch.float32, device=images.device)
+        luma = torch.matmul(rgb01.permute(0, 2, 3, 1), weights) * 255.0
+    return torch.round(luma)
 
 
 def _mscn_official(image: np.ndarray, window_1d: np.ndarray) -> np.ndarray:
@@ -82,15 +103,21 @@ def separable_factor(window: np.ndarray) -> np.ndarray:
     return factor
 
 
-def _mscn_torch(images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """B x H x W float64 MSCN with edge replication ('nearest'), window applied as convolution
-    (it is symmetric, so correlation is the same)."""
-    pad = window.shape[-1] // 2
-    stack = torch.stack([images, images * images], dim=1)
-    stack = F.pad(stack, (pad, pad, pad, pad), mode="replicate")
-    filtered = F.conv2d(stack.flatten(0, 1).unsqueeze(1), window.view(1, 1, *window.shape))
-    mu, mean_sq = filtered.view(images.shape[0], 2, *images.shape[1:]).unbind(1)
-    sigma = (mean_sq - mu * mu).abs().sqrt()
+def _mscn_torch(images: torch.Tensor, window_1d: torch.Tensor) -> torch.Tensor:
+    """``_mscn_official`` in torch on any device: the same float32 values and float64
+    accumulations, so that flat regions cancel as the official code does (a float64 MSCN there
+    gives sigma = 0 where float32 gives rounding noise of ~0.05, which moved a textured image with
+    flat areas by 3.5). B x H x W float32 in, float32 out; edge replication as 'nearest'."""
+    pad = window_1d.numel() // 2
+    column, row = window_1d.view(1, 1, -1, 1), window_1d.view(1, 1, 1, -1)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x.unsqueeze(1).to(torch.float64), (pad, pad, pad, pad), mode="replicate")
+        return F.conv2d(F.conv2d(x, column), row).squeeze(1).to(torch.float32)
+
+    images = images.to(torch.float32)
+    mu = blur(images)
+    sigma = (blur(images * images) - mu * mu).abs().sqrt()
     return (images - mu) / (sigma + 1)
 
 
@@ -100,8 +127,12 @@ def niqe_scores(features: torch.Tensor, mu_pris: np.ndarray, cov_pris: np.ndarra
     for feats in features.double().cpu().numpy():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # as the official script
+            finite = feats[~np.isnan(feats).any(axis=1)]
+            if len(finite) < 2:   # (nearly) every block flat: the official pinv fails here
+                scores.append(math.nan)
+                continue
             mu = np.nanmean(feats, axis=0)
-            cov = np.cov(feats[~np.isnan(feats).any(axis=1)], rowvar=False)
+            cov = np.cov(finite, rowvar=False)
             inv = np.linalg.pinv((cov_pris + cov) / 2)
             diff = mu_pris - mu
             scores.append(float(np.squeeze(np.sqrt(np.matmul(np.matmul(diff, inv), diff.T)))))
@@ -115,12 +146,17 @@ class NIQE(Metric):
     asset: ClassVar[str] = "niqe-params"
 
     def __init__(self, mode: Literal["official", "torch"] = "official", crop_border: int = 0,
-                 weights: str | Path | None = None, device: str | torch.device = "cpu",
+                 convert_to: Literal["y", "gray"] = "y", weights: str | Path | None = None,
+                 device: str | torch.device = "cpu",
                  assets: Mapping[str, str] | None = None) -> None:
         super().__init__()
         if mode not in ("official", "torch"):
             raise ValueError(f"niqe mode must be 'official' or 'torch', got {mode!r}")
+        if convert_to not in CONVERSIONS:
+            raise ValueError(f"niqe convert_to must be one of {', '.join(CONVERSIONS)}, "
+                             f"got {convert_to!r}")
         self.mode = mode
+        self.convert_to = convert_to
         self.crop_border = int(crop_border)
         self.device = torch.device("cpu") if mode == "official" else torch.device(device)
         params = load_niqe_params(weights, assets)
@@ -134,7 +170,7 @@ class NIQE(Metric):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """B x N_blocks x 36 NIQE block features of uint8 RGB images (blocks in official order)."""
         check_images(images, None, self.name)
-        luma = niqe_luma(images.to(self.device))
+        luma = niqe_luma(images.to(self.device), self.convert_to)
         if self.crop_border:
             b = self.crop_border
             luma = luma[:, b:-b, b:-b]
@@ -149,8 +185,7 @@ class NIQE(Metric):
                 mscn = torch.from_numpy(np.stack([_mscn_official(img, self.window_1d)
                                                   for img in luma.numpy()]))
             else:
-                window = torch.as_tensor(self.window, device=self.device)
-                mscn = _mscn_torch(luma.to(torch.float64), window)
+                mscn = _mscn_torch(luma, torch.as_tensor(self.window_1d, device=self.device))
             per_scale.append(aggd_block_features(split_blocks(mscn, BLOCK_SIZE // scale)))
             if scale == 1:
                 luma = imresize_half(luma / 255.0) * 255.0  # float32 as the official
@@ -174,5 +209,5 @@ class NIQE(Metric):
                             extra={"count": len(values)})
 
     def options(self) -> dict[str, Any]:
-        return {"mode": self.mode, "convert_to": "y", "crop_border": self.crop_border,
+        return {"mode": self.mode, "convert_to": self.convert_to, "crop_border": self.crop_border,
                 "block_size": BLOCK_SIZE}
