@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from vqfr.cli.run import (add_device_options, add_pass_options, add_restore_options,
-                           print_run_report)
+                           checked_metrics, print_run_report)
 from vqfr.errors import VqfrError as UserError
 
 
@@ -31,7 +31,10 @@ def register(subparsers) -> None:
                              f"--fidelity-ratio, default {V2_ABLATION_RATIO:g}: at 0 v2 skips "
                              "its main branch); fidelity: only vqfr-v2 or only codeformer")
     parser.add_argument("--metrics", default=None, metavar="M1,M2",
-                        help="metric names (default: the dataset's paper metrics)")
+                        help="metrics, each NAME[:option=value...][:label=COLUMN], e.g. "
+                             "psnr,psnr:test_y_channel=true:label=psnr_y,niqe:convert_to=gray "
+                             "(default: the dataset's paper metrics; an unknown name or option "
+                             "lists those that exist)")
     parser.add_argument("--out", type=Path, default=Path("runs"), metavar="RUN_DIR",
                         help="run directory (default: runs)")
     parser.add_argument("--root", type=Path, default=None, help="data root for dataset names")
@@ -55,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("ablate takes no --fidelity-weight: the fidelity study sweeps it")
     run = RunConfig(
         dataset=args.dataset,
-        metrics=[m for m in args.metrics.split(",") if m] if args.metrics else None,
+        metrics=checked_metrics(args.metrics),
         out=args.out, data_root=args.root, device=args.device, batch_size=args.batch_size,
         dtype=args.dtype, assets=parse_asset_overrides(args.asset), seed=args.seed,
         allow_size=args.allow_size, workers=args.workers, quiet=args.quiet)

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from vqfr.cli.run import add_device_options
+from vqfr.cli.run import add_device_options, checked_metrics
 
 
 def register(subparsers) -> None:
@@ -18,8 +18,9 @@ def register(subparsers) -> None:
     parser.add_argument("--restored", required=True, type=Path, metavar="DIR")
     parser.add_argument("--gt", type=Path, default=None, metavar="DIR")
     parser.add_argument("--metrics", default="psnr,ssim,lpips,niqe,fid,deg", metavar="M1,M2",
-                        help="metric names (default: psnr,ssim,lpips,niqe,fid,deg; without --gt "
-                             "the full-reference ones are skipped)")
+                        help="metrics, each NAME[:option=value...][:label=COLUMN] as for `run` "
+                             "(default: psnr,ssim,lpips,niqe,fid,deg; without --gt the "
+                             "full-reference ones are skipped)")
     parser.add_argument("--fid-ref", default=None, metavar="STATS_OR_DIR",
                         help="FID reference: a statistics file, a folder of images, or gt (the "
                              "--gt images); default: the FFHQ-512 statistics asset, as the paper")
@@ -36,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     from vqfr.run.evaluate import evaluate_folders
     from vqfr.zoo import parse_asset_overrides
 
-    names = [m for m in args.metrics.split(",") if m]
+    names = checked_metrics(args.metrics)
     metric_options = {"fid": {"reference": args.fid_ref}} if args.fid_ref else None
     result = evaluate_folders(args.restored, args.gt, names, device=args.device,
                               assets=parse_asset_overrides(args.asset),

@@ -40,6 +40,17 @@ def add_restore_options(parser: argparse.ArgumentParser) -> None:
                              "multiple-of-32 for models that accept it (VQFR v1)")
 
 
+def checked_metrics(text: str | None) -> list[str] | None:
+    """``--metrics`` as a list of spellings, each checked before any work (None: not given)."""
+    from vqfr.metrics.registry import parse_metric_specs
+    from vqfr.options import split_list
+
+    if text is None:
+        return None
+    parse_metric_specs(text)
+    return split_list(text)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run", help="benchmark methods on a dataset (the default command)",
@@ -62,7 +73,10 @@ def register(subparsers) -> None:
                              "variant), folder:PATH (results made elsewhere) or lq (the input). "
                              f"Default: {','.join(PAPER_METHODS)}")
     parser.add_argument("--metrics", default=None, metavar="M1,M2",
-                        help="metric names (default: the dataset's paper metrics)")
+                        help="metrics, each NAME[:option=value...][:label=COLUMN], e.g. "
+                             "psnr,psnr:test_y_channel=true:label=psnr_y,niqe:convert_to=gray "
+                             "(default: the dataset's paper metrics; an unknown name or option "
+                             "lists those that exist)")
     parser.add_argument("--fid-ref", default=None, metavar="STATS|DIR|gt",
                         help="FID reference: a statistics file, a folder of images, or gt (the "
                              "dataset's own HQ images); default: the FFHQ-512 statistics asset, "
@@ -87,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
         raise VqfrError("--table runs the table's rows: leave out --method")
     config = RunConfig(
         dataset=args.dataset or "", methods=args.method or list(PAPER_METHODS),
-        metrics=[m for m in args.metrics.split(",") if m] if args.metrics else None,
+        metrics=checked_metrics(args.metrics),
         out=args.out, data_root=args.root, device=args.device, batch_size=args.batch_size,
         dtype=args.dtype, assets=parse_asset_overrides(args.asset),
         metric_options={"fid": {"reference": args.fid_ref}} if args.fid_ref else {},

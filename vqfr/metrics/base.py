@@ -46,6 +46,12 @@ class Metric:
     needs_reference: ClassVar[bool] = True  # full-reference (needs GT) or no-reference
     asset: ClassVar[str | None] = None      # the vqfr.zoo asset with its weights / parameters
 
+    @classmethod
+    def required_assets(cls, options: dict[str, Any]) -> tuple[str, ...]:
+        """The zoo assets a metric built with these options reads (so a run can say what is
+        missing before building anything)."""
+        return (cls.asset,) if cls.asset else ()
+
     def __init__(self) -> None:
         self._defaults: dict[str, torch.Tensor] = {}
         self._reduce: dict[str, str] = {}

@@ -36,11 +36,14 @@ def _accepts(function: Any, parameter: str) -> bool:
 
 class MetricCollection:
     """``metrics``: names (see ``vqfr.metrics.available_metrics()``, or ``pyiqa:NAME``) or ready
-    ``Metric`` objects. ``options``: per-metric constructor options by name. ``device`` is given
+    ``Metric`` objects, or a mapping label -> either (one metric under several protocols: the
+    labels key everything, results included). ``options``: per-metric constructor options by
+    label (= the name unless a mapping gives labels). ``device`` is given
     to every metric that takes one; ``assets`` (asset name -> path, the ``--asset`` overrides)
     to every metric that takes ``assets``, else as ``weights`` to one whose ``asset`` is listed."""
 
-    def __init__(self, metrics: Iterable[str | Metric], *, device: str | torch.device = "cpu",
+    def __init__(self, metrics: Iterable[str | Metric] | Mapping[str, str | Metric], *,
+                 device: str | torch.device = "cpu",
                  options: Mapping[str, Mapping[str, Any]] | None = None,
                  assets: Mapping[str, str | Path] | None = None, paired: bool = True,
                  on_unpaired: str = "skip") -> None:
@@ -50,10 +53,12 @@ class MetricCollection:
         self.paired = paired
         self.metrics: dict[str, Metric] = {}
         self.skipped: dict[str, str] = {}
-        for item in metrics:
+        labelled = (metrics.items() if isinstance(metrics, Mapping) else
+                    ((m if isinstance(m, str) else m.name, m) for m in metrics))
+        for label, item in labelled:
             name = item if isinstance(item, str) else item.name
-            if name in self.metrics or name in self.skipped:
-                raise ValueError(f"metric {name!r} listed twice")
+            if label in self.metrics or label in self.skipped:
+                raise ValueError(f"metric {label!r} listed twice")
             needs_reference = (item.needs_reference if isinstance(item, Metric)
                                else self._needs_reference(name))
             if needs_reference and not paired:
@@ -61,11 +66,11 @@ class MetricCollection:
                     raise VqfrError(f"metric {name!r} compares with ground-truth images, but the "
                                     "dataset has none; choose no-reference metrics (niqe, fid, "
                                     "pyiqa:NAME)")
-                self.skipped[name] = "full-reference metric; the dataset has no ground truth"
+                self.skipped[label] = "full-reference metric; the dataset has no ground truth"
                 continue
             if isinstance(item, str):
-                item = self._build(name, options.pop(name, {}), device, assets)
-            self.metrics[name] = item
+                item = self._build(name, options.pop(label, {}), device, assets)
+            self.metrics[label] = item
         unused = set(options) - set(self.skipped)
         if unused:
             raise ValueError(f"options given for metrics not in the collection: {sorted(unused)}")

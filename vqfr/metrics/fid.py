@@ -92,6 +92,10 @@ class FID(Metric):
     asset: ClassVar[str] = "fid-inception"
     stats_asset: ClassVar[str] = "fid-stats-ffhq512"
 
+    @classmethod
+    def required_assets(cls, options: dict[str, Any]) -> tuple[str, ...]:
+        return (cls.asset,) + ((cls.stats_asset,) if options.get("reference") is None else ())
+
     def __init__(self, reference: str | Path | None = None,
                  weights: Weights = None,
                  device: str | torch.device = "cpu",

@@ -22,7 +22,7 @@ from unittest import mock
 
 import torch
 
-from vqfr.errors import AssetUnavailable
+from vqfr.errors import AssetUnavailable, VqfrError
 from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
 
 
@@ -96,6 +96,20 @@ def _unavailable(name: str, blocked: _NetworkBlocked) -> AssetUnavailable:
         f"{DEFAULT_CACHE_DIR} or the Hugging Face cache (HF_HOME), or pass weights=PATH.")
 
 
+def _pyiqa_config(metric: str) -> dict[str, Any]:
+    """pyiqa's default configuration of ``metric``; a clear error without pyiqa or for a name it
+    does not have."""
+    try:
+        from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    except ImportError:
+        raise VqfrError(f"metric pyiqa:{metric} needs pyiqa, the optional extra: "
+                        "pip install 'vqfr-eval[iqa]'") from None
+    if metric not in DEFAULT_CONFIGS:
+        raise VqfrError(f"pyiqa has no metric {metric!r}; its {len(DEFAULT_CONFIGS)} metrics are "
+                        "listed by: python -c 'import pyiqa; print(pyiqa.list_models())'")
+    return DEFAULT_CONFIGS[metric]
+
+
 class PyiqaMetric(Metric):
     """A pyiqa metric as a suite metric. ``options`` go to ``pyiqa.create_metric`` unchanged
     (e.g. ``color_space='ycbcr'`` for NIQE); ``weights`` becomes ``pretrained_model_path``."""
@@ -103,28 +117,21 @@ class PyiqaMetric(Metric):
     @staticmethod
     def is_full_reference(metric: str) -> bool:
         """Whether pyiqa's ``metric`` compares with a reference image (without building it)."""
-        from pyiqa.default_model_configs import DEFAULT_CONFIGS
-
-        return DEFAULT_CONFIGS[metric].get("metric_mode") == "FR"
+        return _pyiqa_config(metric).get("metric_mode") == "FR"
 
     def __init__(self, metric: str, weights: str | Path | None = None,
                  device: str | torch.device = "cpu", **options: Any) -> None:
         super().__init__()
-        try:
-            import pyiqa
-            from pyiqa.default_model_configs import DEFAULT_CONFIGS
-            from pyiqa.utils.registry import ARCH_REGISTRY
-        except ImportError as error:
-            raise ImportError("pyiqa metrics need the optional extra: pip install "
-                              "'vqfr-eval[iqa]'") from error
-        if metric not in DEFAULT_CONFIGS:
-            raise KeyError(f"pyiqa has no metric {metric!r}; see pyiqa.list_models()")
+        config = _pyiqa_config(metric)
+        import pyiqa
+        from pyiqa.utils.registry import ARCH_REGISTRY
+
         self.metric = metric
         self.name = f"pyiqa:{metric}"
         self.device = torch.device(device)
         self._options = dict(options)
         if weights is not None:
-            arch = ARCH_REGISTRY.get(DEFAULT_CONFIGS[metric]["metric_opts"]["type"])
+            arch = ARCH_REGISTRY.get(config["metric_opts"]["type"])
             if "pretrained_model_path" not in inspect.signature(arch).parameters:
                 raise ValueError(f"pyiqa:{metric} loads several files and takes no single "
                                  f"weights path; put them into pyiqa's cache instead")

@@ -33,14 +33,16 @@ PAPER_METRICS = ("lpips", "fid", "niqe", "deg", "psnr", "ssim")
 class RunConfig:
     dataset: str
     methods: list[str] = field(default_factory=lambda: list(PAPER_METHODS))
-    metrics: list[str] | None = None          # None: the dataset manifest's paper metrics
+    metrics: list[str] | None = None          # --metrics spellings; None: the dataset's paper
+                                              # metrics
     out: Path = Path("runs")
     data_root: Path | None = None
     device: str = "cpu"
     batch_size: int = 4
     dtype: str = "fp32"
     assets: dict[str, Path] = field(default_factory=dict)
-    metric_options: dict[str, dict] = field(default_factory=dict)   # e.g. {"fid": {...}}
+    metric_options: dict[str, dict] = field(default_factory=dict)   # by metric name, e.g.
+                                              # {"fid": {...}}, under the spellings' own
     method_defaults: dict[str, Any] = field(default_factory=dict)  # --fidelity-ratio, --seed...
     seed: int = 0
     allow_size: str = "512"
@@ -97,8 +99,7 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
         f"{device}, {cfg.dtype}, batch {cfg.batch_size}")
     metric_names = list(cfg.metrics or dataset.manifest.get("paper_metrics") or PAPER_METRICS)
     metrics = MetricSet(metric_names, device=device, assets=cfg.assets, paired=dataset.paired,
-                        options={k: v for k, v in cfg.metric_options.items()
-                                 if k in metric_names})
+                        options=cfg.metric_options)
     for name, reason in metrics.skipped.items():
         log(f"metric {name} skipped: {reason}")
     if not metrics.metrics:

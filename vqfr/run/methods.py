@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vqfr.errors import VqfrError
+from vqfr.options import key_values, parse_value, split_list
 
 # The comparison rows of the paper tables, in table order.
 PAPER_METHODS = ("vqfr-v1", "vqfr-v2", "gfpgan-v1.4", "codeformer", "lq")
@@ -40,23 +41,7 @@ class Method:
                 "folder": str(self.folder) if self.folder else None}
 
 
-def split_methods(text: str | list[str] | tuple[str, ...]) -> list[str]:
-    """``"a,b:x=1+2"`` -> ``["a", "b:x=1+2"]``; a list of such strings is flattened."""
-    parts = [text] if isinstance(text, str) else list(text)
-    return [m.strip() for part in parts for m in part.split(",") if m.strip()]
-
-
-def _parse_value(text: str) -> Any:
-    if "+" in text:
-        return tuple(_parse_value(t) for t in text.split("+") if t)
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
+split_methods = split_list   # ``"a,b:x=1+2"`` -> ``["a", "b:x=1+2"]``
 
 
 def _slugify(text: str) -> str:
@@ -117,16 +102,13 @@ def parse_method(spec: str, defaults: Mapping[str, Any] | None = None) -> Method
     options = {**_restore_defaults(model.arch), **model.options}
     label = slug = None
     given: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise VqfrError(f"method {spec!r}: expected key=value after ':', got {pair!r}")
+    for key, value in key_values(f"method {spec!r}", pairs):
         if key == "label":
             label = value
         elif key == "slug":
             slug = _slugify(value)
         elif key in options:
-            given[key] = _parse_value(value)
+            given[key] = parse_value(value)
         else:
             raise VqfrError(f"method {spec!r}: {name} has no option {key!r} "
                             f"(options: {', '.join(options) or 'none'})")

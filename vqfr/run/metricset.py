@@ -13,31 +13,45 @@ from collections.abc import Mapping
 
 import torch
 
-from vqfr.errors import AssetUnavailable
+from vqfr.errors import AssetUnavailable, VqfrError
 from vqfr.metrics import Metric, MetricResult
 from vqfr.metrics.collection import MetricCollection
+from vqfr.metrics.registry import MetricSpec, metric_class, parse_metric_specs
 from vqfr.run.methods import options_digest
 
 BatchStates = dict[str, dict[int, dict[str, torch.Tensor]]]   # metric -> batch -> states
 
 
 class MetricSet:
-    def __init__(self, names: list[str], device: str | torch.device = "cpu",
+    def __init__(self, metrics: list[str], device: str | torch.device = "cpu",
                  assets: Mapping[str, str] | None = None, paired: bool = True,
-                 options: Mapping[str, Mapping] | None = None) -> None:
-        """Builds each metric once (``options``: constructor options by metric name).
-        ``skipped`` maps a metric name to why it is not measured (a full-reference metric on an
-        unpaired set, weights unavailable)."""
+                 options: Mapping[str, Mapping] | None = None,
+                 unavailable: Mapping[str, str] | None = None) -> None:
+        """Builds each metric once. ``metrics``: ``--metrics`` spellings (``psnr``,
+        ``psnr:test_y_channel=true:label=psnr_y``, see ``vqfr.metrics.registry``); everything
+        is keyed by their labels. ``options``: constructor options by metric name, under those
+        the spelling gives. ``unavailable``: asset name -> why it cannot be had; metrics reading
+        such an asset are skipped without being built. ``skipped`` maps a label to why it is not
+        measured (a full-reference metric on an unpaired set, weights unavailable)."""
+        self.specs: dict[str, MetricSpec] = {s.label: s for s in parse_metric_specs(metrics)}
         self.metrics: dict[str, Metric] = {}
         self.skipped: dict[str, str] = {}
-        for name in names:
-            try:
-                single = MetricCollection(
-                    [name], device=device, assets=assets, paired=paired,
-                    options={name: (options or {})[name]} if name in (options or {}) else None)
-            except AssetUnavailable as exc:
-                self.skipped[name] = str(exc)
+        for label, spec in self.specs.items():
+            given = {**(options or {}).get(spec.name, {}), **spec.options}
+            lacking = [a for a in metric_class(spec.name).required_assets(given)
+                       if a in (unavailable or {})]
+            if lacking:
+                self.skipped[label] = "; ".join(f"asset {a!r} unavailable ({unavailable[a]})"
+                                                for a in lacking)
                 continue
+            try:
+                single = MetricCollection({label: spec.name}, device=device, assets=assets,
+                                          paired=paired, options={label: given} if given else None)
+            except AssetUnavailable as exc:
+                self.skipped[label] = str(exc)
+                continue
+            except ValueError as exc:   # an option value the metric refuses
+                raise VqfrError(f"metric {label}: {exc}") from None
             self.metrics.update(single.metrics)
             self.skipped.update(single.skipped)
         # FID compared with the GT images' own features (reference="gt") reads them too.
@@ -45,11 +59,12 @@ class MetricSet:
             m.needs_reference or getattr(m, "reference", None) == "gt"
             for m in self.metrics.values())
 
-    def metric_id(self, name: str, batch_size: int) -> str:
+    def metric_id(self, label: str, batch_size: int) -> str:
         """Directory name of a metric's stored batch states: its options and the batch size
         (batches are the unit of reuse) are part of it."""
-        digest = options_digest({"name": name, "options": self.metrics[name].options()})
-        return f"{name}-{digest[:12]}-b{batch_size}"
+        digest = options_digest({"name": self.specs[label].name,
+                                 "options": self.metrics[label].options()})
+        return f"{label}-{digest[:12]}-b{batch_size}"
 
     def update(self, names: list[str], groups: list[tuple[torch.Tensor, torch.Tensor | None,
                                                           torch.Tensor]]) -> dict[str, dict]:
@@ -57,7 +72,7 @@ class MetricSet:
         (restored, reference, index)) and return their states: the batch's contribution."""
         if not names:
             return {}
-        collection = MetricCollection([self.metrics[n] for n in names])
+        collection = MetricCollection({n: self.metrics[n] for n in names})
         collection.reset()
         for restored, reference, index in groups:
             collection.update(restored, reference if self.needs_reference else None, index)

@@ -61,7 +61,7 @@ def metric_info(metrics: dict[str, Any], results: dict[str, MetricResult]) -> di
         result = results[name]
         count = len(result.per_image) if result.per_image is not None else result.extra.get(
             "count")
-        info[name] = {"lower_is_better": bool(metric.lower_is_better),
+        info[name] = {"name": metric.name, "lower_is_better": bool(metric.lower_is_better),
                       "options": metric.options(), "count": count,
                       "extra": {k: json_number(v) for k, v in result.extra.items()}}
     return info

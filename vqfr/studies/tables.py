@@ -71,18 +71,20 @@ def plan_table(spec_name: str | Path, datasets: list[str] | None = None,
         notes.append(f"paper-only rows (no suite model): {', '.join(paper_only)}")
     wanted = list(metrics or spec.metrics)
     known = set(available_metrics())
-    unsupported = [m for m in wanted if m not in known and not m.startswith("pyiqa:")]
+    unsupported = [m for m in wanted
+                   if m.split(":")[0] not in known and not m.startswith("pyiqa:")]
     if unsupported:
         notes.append(f"metrics this suite does not compute: {', '.join(unsupported)}")
     run_metrics = [m for m in wanted if m not in unsupported]
     options = {}
-    for metric in list(run_metrics):
+    for spelling in list(run_metrics):
+        metric = spelling.split(":")[0]   # the paper's protocol options, under the spelling's
         if metric in spec.metric_options:
             try:
                 options[metric] = _metric_options(metric, spec.metric_options[metric], assets)
             except AssetUnavailable as exc:
                 notes.append(f"metric {metric} not measured: {exc}")
-                run_metrics.remove(metric)
+                run_metrics.remove(spelling)
     if not spec.datasets and not datasets:
         raise VqfrError(f"spec {spec.name} names no dataset: give --dataset")
     return TablePlan(spec, list(datasets or spec.datasets), methods, run_metrics, options, notes)
