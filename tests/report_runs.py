@@ -22,7 +22,8 @@ NASTY_LABEL = "<script>alert(1)</script>"
 
 
 class _PsnrInfo:
-    """What write_summary reads from a metric object: direction and protocol options."""
+    """What write_summary reads from a metric object: name, direction and protocol options."""
+    name = "psnr"
     lower_is_better = False
 
     def options(self):

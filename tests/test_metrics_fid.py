@@ -140,7 +140,7 @@ def test_stats_files(tmp_path):
         assert m.dtype == np.float32 and np.array_equal(m, mean) and np.array_equal(c, cov)
     # Negative control: a pickle that would run code is refused, not executed.
     with open(tmp_path / "evil.pth", "wb") as handle:
-        pickle.dump({"mean": mean, "cov": cov, "x": pickle.Unpickler}, handle)
+        pickle.dump({"mean": mean, "cov": cov, "x": pickle.Unpickler}, handle, protocol=2)
     with pytest.raises(VqfrError, match="arbitrary pickled code"):
         load_fid_stats(tmp_path / "evil.pth")
 

@@ -202,7 +202,7 @@ def test_manual_only_asset_is_not_attempted(monkeypatch):
 
 def test_download_disabled(server, monkeypatch):
     register(monkeypatch, [server.base + "/blob.bin"])
-    with pytest.raises(AssetUnavailable, match="downloading is disabled"):
+    with pytest.raises(AssetUnavailable, match="not in the cache .a run downloads it"):
         resolve_asset("test-blob", download=False)
     assert server.log == []
 

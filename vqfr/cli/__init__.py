@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 from vqfr import __version__
 
@@ -21,11 +23,19 @@ COMMANDS = ("run", "restore", "metrics", "fid_stats", "datasets", "models", "pro
 from vqfr.errors import VqfrError as UserError  # noqa: E402  (re-exported for the commands)
 
 
+def _test_sets() -> list[str]:
+    """The registered test sets' titles (the procedural demo set aside)."""
+    from vqfr.data.datasets import load_manifest, registered_names
+
+    manifests = [load_manifest(name) for name in registered_names()]
+    return [m.title for m in manifests if not m.data.get("procedural")]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vqfr-eval",
         description="Evaluate blind face restoration: VQFR, GFPGAN, CodeFormer and your own "
-                    "results on CelebA-Test, LFW-Test, WebPhoto-Test, WIDER-Test.")
+                    f"results on {', '.join(_test_sets())}.")
     parser.add_argument("--version", action="version", version=f"vqfr-eval {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -39,6 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plain_warning_printer():
+    """``warnings.showwarning`` for the command line: one plain line on stderr per distinct
+    message (no Python source line; a file reported by several parts of a run, once)."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        if text not in shown:
+            shown.add(text)
+            print(f"vqfr-eval: warning: {text}", file=sys.stderr, flush=True)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `vqfr-eval --dataset celeba-test` is `vqfr-eval run --dataset celeba-test`.
@@ -50,10 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = plain_warning_printer()
+            return int(args.func(args) or 0)
     except UserError as exc:
         print(f"vqfr-eval: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vqfr-eval: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # output piped into a reader that stopped (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

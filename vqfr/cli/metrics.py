@@ -1,9 +1,10 @@
-"""``vqfr-eval metrics --restored DIR [--gt DIR] --metrics ... --json OUT.json``."""
+"""``vqfr-eval metrics --restored DIR [--gt DIR] --metrics ... [--json OUT.json]``."""
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import sys
 from pathlib import Path
 
 from vqfr.cli.run import add_device_options, checked_metrics
@@ -25,7 +26,8 @@ def register(subparsers) -> None:
                         help="FID reference: a statistics file, a folder of images, or gt (the "
                              "--gt images); default: the FFHQ-512 statistics asset, as the paper")
     add_device_options(parser, batch_size=8)
-    parser.add_argument("--json", required=True, type=Path, metavar="OUT.json")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                        help="also write the values, options and provenance as JSON")
     parser.add_argument("--csv", type=Path, default=None, metavar="OUT.csv",
                         help="per-image values as CSV")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -43,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
                               assets=parse_asset_overrides(args.asset),
                               batch_size=args.batch_size, metric_options=metric_options,
                               show_progress=not args.quiet)
-    atomic_write_json(args.json, result)
+    if args.json:
+        atomic_write_json(args.json, result)
     if args.csv:
         columns = ["name"] + [n for n in result["metrics"]
                               if any(n in row for row in result["per_image"])]
@@ -56,4 +59,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"{name}: {value}")
     for name, reason in result["skipped"].items():
         print(f"{name}: skipped ({reason})")
+    if result["missing_files"]:
+        print(f"\n{result['missing_files']}", file=sys.stderr)
+    written = [str(p) for p in (args.json, args.csv) if p]
+    if written:
+        print(f"wrote {', '.join(written)}")
     return 0

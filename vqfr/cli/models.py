@@ -72,12 +72,15 @@ def _asset_lines(asset: zoo.Asset, overrides: dict, verify: bool) -> tuple[list[
 def list_command(args: argparse.Namespace) -> int:
     overrides = zoo.parse_asset_overrides(args.asset)
     print("Models")
-    print(f"  {'NAME':<14} {'WEIGHTS':<14} {'INPUT':<15} {'DEFAULT OPTIONS':<28} ARCH")
+    rows = [("NAME", "WEIGHTS", "INPUT", "DEFAULT OPTIONS", "ARCH")]
     for name in zoo.list_models():
         spec = zoo.get_model_spec(name)
-        options = ", ".join(f"{k}={v}" for k, v in spec.options.items())
-        print(f"  {name:<14} {spec.asset:<14} {spec.input_size:<15} {options:<28} "
-              f"{_arch_state(spec)}")
+        rows.append((name, spec.asset, spec.input_size,
+                     ", ".join(f"{k}={v}" for k, v in spec.options.items()), _arch_state(spec)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  " + "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths))
+              + f"  {row[-1]}")
     print(f"\nAssets (cache: {zoo.weights_dir()}; set VQFR_EVAL_HOME to move it)")
     any_failed = False
     for name in zoo.list_assets():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from vqfr.report.specs import available_specs
+    from vqfr.report.specs import available_specs, spelled
 
     parser = subparsers.add_parser(
         "report", help="build an HTML report from run directories",
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
                         help="run directories (RUN_DIR/<dataset>/<method>/summary.json)")
     parser.add_argument("--spec", action="append", default=[], metavar="NAME",
                         help="paper table to compare with (repeatable); one of: "
-                             + ", ".join(available_specs()))
+                             + ", ".join(map(spelled, available_specs())) + " (or a .toml path)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="a `vqfr-eval profile --json` file for the efficiency table")
     parser.add_argument("--title", default="vqfr-eval report")

@@ -66,7 +66,7 @@ def register(subparsers) -> None:
                              "with the paper's protocol options), then build the report beside "
                              "the paper's numbers")
     parser.add_argument("--report", type=Path, default=None, metavar="DIR",
-                        help="with --table: report folder (default: reports/<spec name>)")
+                        help="with --table: report folder (default: reports/SPEC)")
     parser.add_argument("--method", action="append", default=None, metavar="M1,M2",
                         help="zoo models (vqfr-v1, vqfr-v2, gfpgan-v1.3, gfpgan-v1.4, codeformer; "
                              "options as NAME:key=value[:key=value], label=/slug= name a "
@@ -109,12 +109,13 @@ def main(args: argparse.Namespace) -> int:
                          "fidelity_weight": args.fidelity_weight},
         seed=args.seed, allow_size=args.allow_size, workers=args.workers, quiet=args.quiet)
     if args.table:
+        from vqfr.report.specs import spelled
         from vqfr.studies.tables import run_table
 
         result = run_table(args.table, config, [args.dataset] if args.dataset else None,
                            args.report)
         for note in result.plan.notes:
-            print(f"{result.plan.spec.name}: {note}", file=sys.stderr)
+            print(f"{spelled(result.plan.spec.name)}: {note}", file=sys.stderr)
         codes = [print_run_report(r) for r in result.runs if r.is_main]
         if result.report is not None:
             print(f"report: {result.report}")
@@ -123,7 +124,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def print_run_report(report) -> int:
-    """Print a run's table and what was skipped or failed; the exit code."""
+    """Print a run's table, what was skipped or failed (each missing file's guidance once) and
+    where the results are; the exit code."""
     from vqfr.run.results import format_table
 
     if not report.is_main:
@@ -131,7 +133,26 @@ def print_run_report(report) -> int:
     if report.table is not None:
         print(format_table(report.table, report.summaries[0]["dataset"]["name"]))
     for slug, reason in report.skipped.items():
-        print(f"skipped {slug} (weights unavailable): {reason}", file=sys.stderr)
+        print(f"skipped {slug}: {reason}", file=sys.stderr)
     for slug, reason in report.failed.items():
         print(f"no result for {slug}: {reason}", file=sys.stderr)
+    if report.missing_files:
+        print(f"\n{report.missing_files}", file=sys.stderr)
+    if report.method_dirs:
+        print(written_files(report))
     return 0 if not report.failed else 1
+
+
+def written_files(report) -> str:
+    """Where the run's results are: each method's files, and the log."""
+    folder = report.out / report.dataset
+    lines = [f"results in {folder}/:"]
+    for slug, method_dir in report.method_dirs.items():
+        files = [name for name in ("summary.json", "per_image.csv")
+                 if (method_dir / name).is_file()]
+        images = method_dir / "images"
+        if images.is_dir():
+            files.append(f"images/ ({sum(1 for _ in images.glob('*.png'))} PNGs)")
+        lines.append(f"  {slug}/: {', '.join(files)}")
+    lines.append(f"log: {report.out / 'log.txt'}")
+    return "\n".join(lines)

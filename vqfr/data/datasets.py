@@ -169,12 +169,19 @@ def how_to_get(manifest: Manifest, root: Path) -> str:
         lines.append(f"Generate it offline: {data['source']['generate']} [--root ROOT]")
     downloads = data.get("source", {}).get("downloads", [])
     if downloads:
-        lines.append("Download it (manually; links as published):")
+        # The first folder name of each kind is the released one (the others are aliases the
+        # import also recognises).
+        folders = [(kind, names[0]) for kind, names in
+                   (("LQ", data.get("archive", {}).get("lq_dirs")),
+                    ("HQ", data.get("archive", {}).get("hq_dirs"))) if names]
+        wanted = " and ".join(f"{folder} ({kind})" for kind, folder in folders)
+        lines.append(f"Download {wanted or 'it'} (by hand; links as published):")
         lines += [f"  - {link}" for link in downloads]
-        lines.append("Then import the archive(s) or folder(s); separate LQ and HQ archives may be "
-                     "given together:")
-        lines.append(f"  vqfr-eval datasets import {name} ARCHIVE_OR_FOLDER [...] [--root ROOT] "
-                     "[--lq-subdir DIR] [--hq-subdir DIR]")
+        lines.append("Then import them (zip or tar archives, or the unpacked folders, from where "
+                     "you saved them), all in one command:")
+        sources = " ".join(f"DOWNLOADS/{folder}.zip" for _, folder in folders)
+        lines.append(f"  vqfr-eval datasets import {name} {sources or 'ARCHIVE_OR_FOLDER'}"
+                     + (f" --root {root}" if root != data_root() else ""))
     counts = " or ".join(str(c) for c in manifest.counts)
     res = manifest.resolution
     size = f", {res[0]}x{res[1]}" if res else ""

@@ -46,10 +46,15 @@ class VerifyReport:
     lq_count: int = 0
     hq_count: int | None = None
     problems: list[Problem] = field(default_factory=list)
+    procedural: bool = False    # a generated smoke-test set: complete at best, never comparable
+
+    @property
+    def complete(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
 
     @property
     def comparable(self) -> bool:
-        return not any(p.severity == "error" for p in self.problems)
+        return self.complete and not self.procedural
 
     def add(self, severity: Severity, file: str | Path, message: str) -> None:
         self.problems.append(Problem(severity, str(file), message))
@@ -83,7 +88,8 @@ def verify_dataset(name: str, root: str | os.PathLike | None = None,
                    workers: int = 4) -> VerifyReport:
     manifest = load_manifest(name, root)
     folder = data_root(root) / name
-    report = VerifyReport(name=name, folder=folder)
+    report = VerifyReport(name=name, folder=folder,
+                          procedural=bool(manifest.data.get("procedural")))
     layout = manifest.data.get("layout", {})
     lq_dir = folder / layout.get("lq", "lq")
     hq_dir = folder / layout.get("hq", "hq") if manifest.paired else None

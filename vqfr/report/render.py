@@ -124,7 +124,8 @@ def build_report(run_dirs: list[Path], out: Path, spec_names: list[str] = (),
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("img", "fig"):        # never mix files of an older report into this one
         shutil.rmtree(out / sub, ignore_errors=True)
-    warnings: list[str] = []
+    warnings: list[str] = [f"{run.label} on {run.dataset}: {note}"
+                           for run in runs for note in run.unofficial_files()]
 
     report_tables = [tables.spec_table(s, runs) for s in specs if s.kind != "efficiency"]
     for table in report_tables:

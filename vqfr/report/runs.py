@@ -30,6 +30,7 @@ class MethodRun:
     path: Path                         # RUN_DIR/<dataset>/<slug>
     summary: dict[str, Any]
     per_image: dict[str, list[Any]]    # column -> values, rows in file order
+    origin: str = ""                   # the run directory, when a report reads several
 
     @property
     def dataset(self) -> str:
@@ -41,7 +42,31 @@ class MethodRun:
 
     @property
     def label(self) -> str:
-        return self.summary["method"].get("label") or self.path.name
+        label = self.summary["method"].get("label") or self.path.name
+        return f"{label} [{self.origin}]" if self.origin else label
+
+    @property
+    def position(self) -> int:
+        """The method's place in its run's list (older summaries: after the others)."""
+        position = self.summary["method"].get("position")
+        return position if isinstance(position, int) else 1 << 30
+
+    def unofficial_files(self) -> list[str]:
+        """What in this run's provenance is not the official file: the method's weights
+        (synthetic or another file) and the metrics' files."""
+        notes = []
+        weights = self.summary["method"].get("weights") or {}
+        if weights.get("synthetic_seed") is not None:
+            notes.append(f"synthetic {weights.get('asset')} weights (seed "
+                         f"{weights['synthetic_seed']}): the numbers are not the model's")
+        elif weights.get("official") is False:
+            notes.append(f"{weights.get('asset')} weights {weights.get('path')} are not the "
+                         f"official file (sha256 {weights.get('sha256')})")
+        for name, record in (self.summary.get("provenance", {}).get("assets") or {}).items():
+            if record.get("official") is False:
+                notes.append(f"metric file {name} {record.get('path')} is not the official "
+                             f"file (sha256 {record.get('sha256')})")
+        return notes
 
     @property
     def options(self) -> dict[str, Any]:
@@ -127,7 +152,9 @@ def read_method_run(path: Path) -> MethodRun:
 
 
 def find_method_runs(run_dirs: list[Path]) -> list[MethodRun]:
-    """Every ``<dataset>/<slug>/summary.json`` under the given run dirs (or a method dir itself)."""
+    """Every ``<dataset>/<slug>/summary.json`` under the given run dirs (or a method dir itself),
+    each run dir's methods in the order its run listed them. With several run dirs every label
+    names its run dir, so equal methods of two runs stay apart."""
     runs = []
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
@@ -135,7 +162,10 @@ def find_method_runs(run_dirs: list[Path]) -> list[MethodRun]:
             raise VqfrError(f"run directory {run_dir} does not exist")
         summaries = ([run_dir / "summary.json"] if (run_dir / "summary.json").is_file()
                      else sorted(run_dir.glob("*/*/summary.json")))
-        runs.extend(read_method_run(s.parent) for s in summaries)
+        found = [read_method_run(s.parent) for s in summaries]
+        for run in found:
+            run.origin = str(run_dir) if len(run_dirs) > 1 else ""
+        runs.extend(sorted(found, key=lambda r: (r.path.parent.name, r.position, r.slug)))
     if not runs:
         raise VqfrError("no results found: expected RUN_DIR/<dataset>/<method>/summary.json "
                         f"under {', '.join(map(str, run_dirs))}")

@@ -143,12 +143,20 @@ def _row(raw: dict, spec: dict, where: str) -> Row:
     return Row(raw["label"], raw.get("model"), dict(raw.get("options", {})), values, extra)
 
 
+def spelled(name: str) -> str:
+    """The spelling a spec name is shown in, as datasets and models are: ``vqfr-celeba-test``
+    (the file and its ``name`` key say ``vqfr_celeba_test``; both are accepted)."""
+    return name.replace("_", "-")
+
+
 def load_spec(path_or_name: str | Path) -> Spec:
+    """A spec by name, in either spelling, or by the path of a ``.toml`` file."""
     path = Path(path_or_name)
-    if not path.suffix:
-        path = EVAL_DIR / f"{path_or_name}.toml"
+    if not path.suffix and not path.is_file():
+        path = EVAL_DIR / f"{str(path_or_name).replace('-', '_')}.toml"
     if not path.is_file():
-        raise SpecError(f"no spec {path}; available: {', '.join(available_specs())}")
+        raise SpecError(f"no spec {path_or_name!r} ({path} does not exist); available: "
+                        f"{', '.join(map(spelled, available_specs()))}, or a .toml file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -10,18 +10,19 @@ from typing import Any
 
 import torch
 
-from vqfr.data.datasets import Dataset, open_dataset
+from vqfr.data.datasets import Dataset, load_manifest, open_dataset
 from vqfr.data.images import list_images
 from vqfr.data.pairing import match_stems
-from vqfr.errors import AssetUnavailable, VqfrError
+from vqfr.errors import AssetUnavailable, DatasetUnavailable, VqfrError
 from vqfr.run.distributed import DistContext, init_distributed
 from vqfr.run.methods import PAPER_METHODS, Method, parse_methods
-from vqfr.run.metricset import MetricSet, merge_batch_states
+from vqfr.run.metricset import MetricSet, merge_batch_states, metric_assets
 from vqfr.run.progress import RunLog
 from vqfr.run.restorer import Restorer, SweepRestorer, make_deterministic, sweep_family
 from vqfr.run.results import (command_line, format_table, results_table, runtime_versions,
                               write_per_image_csv, write_summary)
 from vqfr.run.runner import Item, MethodPass, run_in_lockstep
+from vqfr.zoo.resolve import check_assets, missing_files_text, start_run
 
 
 # CelebA-Test's metric set, the default for a directory without a manifest (full-reference ones
@@ -57,6 +58,10 @@ class RunReport:
     failed: dict[str, str] = field(default_factory=dict)     # method slug -> reason
     table: Any = None
     is_main: bool = True                                     # rank 0 (prints the results)
+    out: Path = Path("runs")                                 # the run directory
+    dataset: str = ""
+    missing_files: str = ""                                  # how to get what is missing
+    method_dirs: dict[str, Path] = field(default_factory=dict)    # slug -> results written
 
 
 def dataset_items(dataset: Dataset, method: Method) -> list[Item]:
@@ -91,25 +96,49 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
     device = ctx.device(cfg.device)
     make_deterministic(device)
     torch.manual_seed(cfg.seed)
-    dataset = open_dataset(cfg.dataset, root=cfg.data_root)
+    start_run()
     methods = parse_methods(cfg.methods, {"seed": cfg.seed, **cfg.method_defaults})
+    try:
+        dataset = open_dataset(cfg.dataset, root=cfg.data_root)
+    except DatasetUnavailable as exc:   # say everything else the run lacks in the same message
+        spellings = metric_spellings(cfg, _manifest_of(cfg.dataset, cfg.data_root))
+        needed = needed_assets(methods, spellings, cfg.metric_options)
+        _, missing = check_assets(needed, cfg.assets, download=False)
+        raise DatasetUnavailable(f"this run needs what is not here yet.\n\n{exc}"
+                                 + (f"\n\n{missing_files_text(missing, needed)}"
+                                    if missing else "")) from None
     log = RunLog(Path(cfg.out) / "log.txt", quiet=cfg.quiet, enabled=ctx.is_main)
     log(f"run {command_line()}: dataset {dataset.name} ({dataset.count} images, "
         f"{'paired' if dataset.paired else 'no references'}), world size {ctx.world_size}, "
         f"{device}, {cfg.dtype}, batch {cfg.batch_size}")
-    metric_names = list(cfg.metrics or dataset.manifest.get("paper_metrics") or PAPER_METRICS)
-    metrics = MetricSet(metric_names, device=device, assets=cfg.assets, paired=dataset.paired,
-                        options=cfg.metric_options)
+    spellings = metric_spellings(cfg, dataset.manifest)
+    needed = needed_assets(methods, spellings, cfg.metric_options)
+    found, missing = check_assets(needed, cfg.assets, quiet=cfg.quiet)   # downloads, announced
+    why = {name: str(exc).splitlines()[0] for name, exc in missing.items()}
+    metrics = MetricSet(spellings, device=device, assets=cfg.assets, paired=dataset.paired,
+                        options=cfg.metric_options, unavailable=why)
     for name, reason in metrics.skipped.items():
-        log(f"metric {name} skipped: {reason}")
+        log(f"metric {name} skipped: {reason}", echo=name not in lacking_files(metrics, why))
+    report = RunReport(is_main=ctx.is_main, out=Path(cfg.out), dataset=dataset.name,
+                       missing_files=missing_files_text(missing, needed) if missing else "")
+    if missing:
+        log(report.missing_files, echo=False)
     if not metrics.metrics:
         raise VqfrError("no metric can be measured: " + "; ".join(
-            f"{n}: {r}" for n, r in metrics.skipped.items()))
+            f"{n}: {r}" for n, r in metrics.skipped.items())
+            + (f"\n\n{report.missing_files}" if missing else ""))
 
-    report = RunReport(is_main=ctx.is_main)
     runs: list[tuple[Method, MethodPass]] = []
     models: dict[str, Restorer] = {}
+    unmet = [f"metric {name}" for name in lacking_files(metrics, why)]
     for group in sweep_groups(methods):
+        lacking = _method_asset(group[0])
+        if lacking in why:
+            for method in group:
+                report.skipped[method.slug] = why[lacking]
+                log(f"{method.label}: skipped: {why[lacking]}", echo=False)
+                unmet.append(method.label)
+            continue
         try:
             passes = _method_passes(cfg, ctx, device, dataset, group, metrics, models)
         except AssetUnavailable as exc:
@@ -126,25 +155,69 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
             log(f"{', '.join(m.label for m in group)}: one forward per batch for all "
                 f"{len(group)} (restore_fidelity_sweep)", echo=False)
         runs.extend(zip(group, passes, strict=True))
+    if unmet:
+        log(f"not run for lack of files (how to get them: at the end of the run): "
+            f"{', '.join(unmet)}")
     # All methods go through the dataset together, batch by batch: LPIPS then computes a
     # batch's reference features once for all of them, and a sweep family's members find their
     # outputs already restored.
     run_in_lockstep([one_pass for _, one_pass in runs])
     summaries: dict[str, dict] = {}
+    metric_files = {name: found[name].record() for name in metrics.assets() if name in found}
     for method, one_pass in runs:
         try:
-            summary = _finish_method(cfg, ctx, device, dataset, method, one_pass, metrics, log)
+            summary = _finish_method(cfg, ctx, device, dataset, method, one_pass, metrics, log,
+                                     position=methods.index(method), assets=metric_files)
         except VqfrError as exc:
             report.failed[method.slug] = str(exc)
             log(f"{method.label}: no result: {exc}")
             continue
         if summary is not None:
             summaries[method.slug] = summary
+            report.method_dirs[method.slug] = one_pass.method_dir
     report.summaries = [summaries[m.slug] for m in methods if m.slug in summaries]
     if ctx.is_main and report.summaries:
         report.table = results_table(report.summaries)
         log(format_table(report.table, dataset.name), echo=False)
     return report
+
+
+def metric_spellings(cfg: RunConfig, manifest: dict) -> list[str]:
+    """The run's ``--metrics`` spellings: as given, else the dataset's paper metrics."""
+    return list(cfg.metrics or manifest.get("paper_metrics") or PAPER_METRICS)
+
+
+def lacking_files(metrics: MetricSet, unavailable: dict[str, str]) -> list[str]:
+    """The metrics skipped because a file they read cannot be had."""
+    return [label for label in metrics.skipped
+            if any(a in unavailable for a in metrics.required[label])]
+
+
+def _manifest_of(dataset: str, root: Path | None) -> dict:
+    try:
+        return load_manifest(dataset, root).data
+    except VqfrError:   # a directory of one's own
+        return {}
+
+
+def _method_asset(method: Method) -> str | None:
+    import vqfr.zoo  # noqa: F401  (registers the catalogue)
+    from vqfr.zoo.registry import MODELS
+
+    return MODELS[method.name].asset if method.kind == "model" else None
+
+
+def needed_assets(methods: list[Method], metric_spellings: list[str],
+                  metric_options: dict[str, dict]) -> dict[str, list[str]]:
+    """Every zoo asset the run reads -> what needs it (method labels, metric columns)."""
+    needed: dict[str, list[str]] = {}
+    for method in methods:
+        asset = _method_asset(method)
+        if asset:
+            needed.setdefault(asset, []).append(method.label)
+    for asset, users in metric_assets(metric_spellings, metric_options).items():
+        needed.setdefault(asset, []).extend(users)
+    return needed
 
 
 def sweep_groups(methods: list[Method]) -> list[list[Method]]:
@@ -198,9 +271,11 @@ def _method_passes(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
 
 
 def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, dataset: Dataset,
-                   method: Method, one_pass: MethodPass, metrics: MetricSet,
-                   log: RunLog) -> dict | None:
-    """Gather the pass's outcome from every rank and write the method's results (rank 0)."""
+                   method: Method, one_pass: MethodPass, metrics: MetricSet, log: RunLog,
+                   position: int, assets: dict[str, dict]) -> dict | None:
+    """Gather the pass's outcome from every rank and write the method's results (rank 0).
+    ``position``: the method's place in the run's list (reports show methods in that order);
+    ``assets``: the metrics' files as recorded in the provenance."""
     started = one_pass.started
     weights = one_pass.restore.weights if one_pass.restore else None
     items = one_pass.items
@@ -231,7 +306,7 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
         return write_summary(
             method_dir / "summary.json",
             dataset=dataset.summary(),
-            method={"name": method.name, "label": method.label,
+            method={"name": method.name, "label": method.label, "position": position,
                     "options": (method.options if method.kind != "folder"
                                 else {"folder": str(method.folder)}),
                     "weights": weights},
@@ -240,7 +315,8 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
             provenance={**runtime_versions(), "device": device_description(device),
                         "dtype": cfg.dtype, "batch_size": cfg.batch_size,
                         "world_size": ctx.world_size, "seed": cfg.seed,
-                        "command": command_line(), "started": started, "finished": finished},
+                        "command": command_line(), "started": started, "finished": finished,
+                        "assets": assets},
             skipped_metrics=metrics.skipped)
     finally:
         ctx.barrier()

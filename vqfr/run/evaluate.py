@@ -14,9 +14,10 @@ from vqfr.data.pairing import match_stems
 from vqfr.errors import VqfrError
 from vqfr.run.distributed import DistContext
 from vqfr.run.methods import Method
-from vqfr.run.metricset import MetricSet
+from vqfr.run.metricset import MetricSet, metric_assets
 from vqfr.run.results import command_line, json_number, metric_info, runtime_versions
 from vqfr.run.runner import Item, MethodPass
+from vqfr.zoo.resolve import check_assets, missing_files_text, start_run
 
 
 def folder_items(restored: Path, gt: Path | None) -> list[Item]:
@@ -34,14 +35,21 @@ def evaluate_folders(restored: Path, gt: Path | None, metric_names: list[str],
                      device: str = "cpu", assets: Mapping[str, Any] | None = None,
                      batch_size: int = 8, metric_options: Mapping[str, Mapping] | None = None,
                      show_progress: bool = True) -> dict[str, Any]:
-    """{"metrics", "per_image": [{"name": stem, metric: value}], "options", "provenance"}."""
+    """{"metrics", "per_image": [{"name": stem, metric: value}], "options", "skipped",
+    "missing_files" (how to get the files of skipped metrics, each once), "provenance"}."""
     restored = Path(restored)
     items = folder_items(restored, Path(gt) if gt else None)
+    start_run()
+    needed = metric_assets(metric_names, metric_options)
+    found, missing = check_assets(needed, assets, quiet=not show_progress)
+    missing_files = missing_files_text(missing, needed) if missing else ""
     metrics = MetricSet(metric_names, device=device, assets=assets, paired=gt is not None,
-                        options=metric_options)
+                        options=metric_options,
+                        unavailable={n: str(e).splitlines()[0] for n, e in missing.items()})
     if not metrics.metrics:
         raise VqfrError("no metric can be measured: " + "; ".join(
-            f"{n}: {r}" for n, r in metrics.skipped.items()))
+            f"{n}: {r}" for n, r in metrics.skipped.items())
+            + (f"\n\n{missing_files}" if missing_files else ""))
     method = Method(name="folder", kind="folder", label=restored.name, slug="restored",
                     folder=restored.resolve())
     with tempfile.TemporaryDirectory(prefix="vqfr-metrics-") as scratch:
@@ -62,7 +70,9 @@ def evaluate_folders(restored: Path, gt: Path | None, metric_names: list[str],
     return {"metrics": {name: json_number(float(r.value)) for name, r in results.items()},
             "per_image": per_image,
             "options": metric_info(metrics.metrics, results),
-            "skipped": metrics.skipped,
+            "skipped": metrics.skipped, "missing_files": missing_files,
             "provenance": {**runtime_versions(), "restored": str(restored),
                            "gt": str(gt) if gt else None, "count": len(items),
-                           "device": device, "command": command_line()}}
+                           "device": device, "command": command_line(),
+                           "assets": {n: found[n].record() for n in metrics.assets()
+                                      if n in found}}}

@@ -36,13 +36,13 @@ class MetricSet:
         self.specs: dict[str, MetricSpec] = {s.label: s for s in parse_metric_specs(metrics)}
         self.metrics: dict[str, Metric] = {}
         self.skipped: dict[str, str] = {}
+        self.required: dict[str, tuple[str, ...]] = {}   # label -> zoo assets it reads
         for label, spec in self.specs.items():
             given = {**(options or {}).get(spec.name, {}), **spec.options}
-            lacking = [a for a in metric_class(spec.name).required_assets(given)
-                       if a in (unavailable or {})]
+            self.required[label] = metric_class(spec.name).required_assets(given)
+            lacking = [a for a in self.required[label] if a in (unavailable or {})]
             if lacking:
-                self.skipped[label] = "; ".join(f"asset {a!r} unavailable ({unavailable[a]})"
-                                                for a in lacking)
+                self.skipped[label] = "; ".join(unavailable[a] for a in lacking)
                 continue
             try:
                 single = MetricCollection({label: spec.name}, device=device, assets=assets,
@@ -58,6 +58,10 @@ class MetricSet:
         self.needs_reference = paired and any(
             m.needs_reference or getattr(m, "reference", None) == "gt"
             for m in self.metrics.values())
+
+    def assets(self) -> list[str]:
+        """The zoo assets of the metrics measured."""
+        return list(dict.fromkeys(a for label in self.metrics for a in self.required[label]))
 
     def metric_id(self, label: str, batch_size: int) -> str:
         """Directory name of a metric's stored batch states: its options and the batch size
@@ -88,6 +92,17 @@ class MetricSet:
                 metric.merge_states([per_batch[k] for k in sorted(per_batch)])
             results[name] = metric.compute()
         return results
+
+
+def metric_assets(metrics: list[str],
+                  options: Mapping[str, Mapping] | None = None) -> dict[str, list[str]]:
+    """The zoo assets the metrics (``--metrics`` spellings) read -> the columns needing each."""
+    needed: dict[str, list[str]] = {}
+    for spec in parse_metric_specs(metrics):
+        given = {**(options or {}).get(spec.name, {}), **spec.options}
+        for asset in metric_class(spec.name).required_assets(given):
+            needed.setdefault(asset, []).append(f"metric {spec.label}")
+    return needed
 
 
 def merge_batch_states(parts: list[BatchStates]) -> BatchStates:

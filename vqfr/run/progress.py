@@ -9,8 +9,10 @@ from tqdm import tqdm
 
 
 def progress(total: int, desc: str, enabled: bool = True) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True,
-                leave=False, file=sys.stderr, smoothing=0.1)
+    """A bar on stderr when it is a terminal; none in a log file (no carriage returns or
+    escape codes there: the run's log lines say the same)."""
+    return tqdm(total=total, desc=desc, unit="img", disable=None if enabled else True,
+                dynamic_ncols=True, leave=False, file=sys.stderr, smoothing=0.1)
 
 
 class RunLog:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from contextlib import nullcontext
 from collections.abc import Mapping
 from typing import Any
@@ -79,15 +78,14 @@ class Restorer:
         self.device = torch.device(device)
         self.dtype = dtype
         spec = MODELS[method.name]
-        if synthetic_seed is None:
-            with warnings.catch_warnings():  # create_model below warns about the same file
-                warnings.simplefilter("ignore")
-                asset = resolve_asset(spec.asset, overrides)
+        if synthetic_seed is None:   # a non-official file is reported here, once per run
+            asset = resolve_asset(spec.asset, overrides)
             self.weights: dict[str, Any] = {"asset": spec.asset, "path": str(asset.path),
-                                            "sha256": asset.sha256, "synthetic_seed": None}
+                                            "sha256": asset.sha256, "official": asset.official,
+                                            "synthetic_seed": None}
         else:
             self.weights = {"asset": spec.asset, "path": None,
-                            "sha256": f"synthetic-seed-{synthetic_seed}",
+                            "sha256": f"synthetic-seed-{synthetic_seed}", "official": False,
                             "synthetic_seed": synthetic_seed}
         self._build = lambda: create_model(method.name, overrides, device=self.device,
                                            synthetic_seed=synthetic_seed)

@@ -34,10 +34,7 @@ def load_table_spec(name_or_path: str | Path):
     ``vqfr_celeba_test``)."""
     from vqfr.report.specs import load_spec
 
-    path = Path(name_or_path)
-    if path.suffix or path.is_file():
-        return load_spec(path)
-    return load_spec(str(name_or_path).replace("-", "_"))
+    return load_spec(name_or_path)
 
 
 def _metric_options(metric: str, options: dict[str, Any], assets) -> dict[str, Any]:
@@ -105,7 +102,9 @@ def run_table(spec_name: str | Path, cfg: RunConfig, datasets: list[str] | None 
     result = TableResult(plan, runs)
     if all(r.is_main for r in runs) and any(r.summaries for r in runs):
         from vqfr.report.render import build_report
+        from vqfr.report.specs import spelled
 
-        result.report = build_report([cfg.out], report_dir or Path("reports") / plan.spec.name,
+        result.report = build_report([cfg.out],
+                                     report_dir or Path("reports") / spelled(plan.spec.name),
                                      [str(plan.spec.path)], title=plan.spec.title)
     return result

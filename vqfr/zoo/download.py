@@ -1,6 +1,7 @@
 """Resumable, verified downloads with the standard library.
 
-``download_file(url, dest)`` streams into ``<dest>.part``. An interrupted transfer leaves the
+``download_file(url, dest)`` says on stderr what it fetches, from where, how large and where it
+goes, then streams into ``<dest>.part``. An interrupted transfer leaves the
 part file in place, and the next call asks the server for the remaining bytes only (HTTP Range)
 and appends them. The sha256 is computed while the bytes arrive; only a complete file whose hash
 matches is renamed (atomically) to ``dest``, so ``dest`` never holds a partial or corrupt file.
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import http.client
 import os
+import sys
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
@@ -73,10 +75,20 @@ def _open(url: str, offset: int, timeout: float):
         raise DownloadError(f"cannot connect ({exc})") from None
 
 
+def human_size(count: int | None) -> str:
+    if count is None:
+        return "size unknown"
+    if count < 1024:
+        return f"{count} bytes"
+    return f"{count / 1024:.1f} KiB" if count < 2 ** 20 else f"{count / 2 ** 20:.1f} MiB"
+
+
 def download_file(url: str, dest: str | Path, *, sha256: str | None = None,
                   sha256_prefix: str | None = None, quiet: bool = False,
-                  timeout: float = 60.0) -> str:
+                  timeout: float = 60.0, what: str = "") -> str:
     """Fetch ``url`` to ``dest`` (resuming ``<dest>.part``); return the file's sha256.
+    ``what`` names the file in the announcement (default: its file name); ``quiet`` hides the
+    progress bar, not the announcement.
 
     Raises DownloadError for HTTP errors, connection failures, interrupted transfers (the part
     file is kept for the next call) and hash mismatches (the part file is removed).
@@ -99,10 +111,14 @@ def download_file(url: str, dest: str | Path, *, sha256: str | None = None,
                                     f"asked for byte {offset})")
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else None
+            resuming = f", resuming after {human_size(offset)}" if offset else ""
+            print(f"vqfr-eval: downloading {what or dest.name} from {url} "
+                  f"({human_size(total)}{resuming}) to {dest}", file=sys.stderr, flush=True)
             received = offset
             with open(part, "ab" if offset else "wb") as out, tqdm(
                     total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=dest.name, disable=quiet, leave=False) as progress:
+                    desc=dest.name, disable=True if quiet else None,  # None: off unless a terminal
+                    leave=False) as progress:
                 try:
                     while chunk := response.read(CHUNK):
                         out.write(chunk)

@@ -1,8 +1,15 @@
-"""Find an asset's file: a user override, else the cache, else a download."""
+"""Find an asset's file: a user override, else the cache, else a download.
+
+A file given with ``--asset`` whose sha256 is not the published one is used as given and
+reported once per file and run: a ``NonOfficialAsset`` warning (the command line prints it as
+one plain line) and ``official: false`` in the results' provenance. ``check_assets`` resolves
+what a run needs up front and returns what cannot be had instead of raising, so a run can say
+everything that is missing in one message, each file once.
+"""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +26,15 @@ class ResolvedAsset:
     sha256: str                 # of the file actually used: the provenance recorded with results
     source: str                 # "override" | "cache" | "download"
     official: bool | None = None  # sha256 matches the catalogue; None when no hash is known
+
+    def record(self) -> dict[str, object]:
+        """What the results record about the file."""
+        return {"asset": self.name, "path": str(self.path), "sha256": self.sha256,
+                "source": self.source, "official": self.official}
+
+
+class NonOfficialAsset(UserWarning):
+    """A file given with --asset is not the published one (its sha256 differs)."""
 
 
 def get_asset(name: str) -> Asset:
@@ -56,7 +72,22 @@ def unavailable(asset: Asset, reason: str) -> AssetUnavailable:
         f"  or pass:   --asset {asset.name}=/path/to/{asset.filename}")
 
 
-_WARNED: set[tuple[Path, str]] = set()
+_WARNED: set[tuple[Path, str]] = set()   # (file, sha256) reported in this run
+
+
+def start_run() -> None:
+    """Forget which non-official files were reported: a new run reports each once again."""
+    _WARNED.clear()
+
+
+def _report_non_official(asset: Asset, resolved: ResolvedAsset) -> None:
+    key = (resolved.path, resolved.sha256)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(NonOfficialAsset(
+            f"{resolved.path} is not the official {asset.filename} of asset {asset.name!r} "
+            f"({expected_hash(asset)}, got {resolved.sha256}); using it as given, and the "
+            "results record official: false"), stacklevel=3)
 
 
 def _checked(asset: Asset, path: Path, digest: str, source: str) -> ResolvedAsset:
@@ -78,16 +109,16 @@ def resolve_asset(name: str, overrides: Mapping[str, str | Path] | None = None,
         if not path.is_file():
             raise unavailable(asset, f"the file given with --asset {name}={path} does not exist")
         resolved = _checked(asset, path, sha256_file(path), "override")
-        if resolved.official is False and (resolved.path, resolved.sha256) not in _WARNED:
-            _WARNED.add((resolved.path, resolved.sha256))   # once per file and content
-            warnings.warn(f"{path} is not the official {asset.filename} ({expected_hash(asset)}, "
-                          f"got {resolved.sha256}); using it as given", stacklevel=2)
+        if resolved.official is False:
+            _report_non_official(asset, resolved)
         return resolved
 
     cached = weights_dir() / asset.filename
     if not cached.is_file():
         if not download:
-            raise unavailable(asset, "not in the cache, and downloading is disabled")
+            raise unavailable(asset, "not in the cache" + (
+                f" (a run downloads it when it first needs it; or now: vqfr-eval models fetch "
+                f"{asset.name})" if asset.urls else "; it cannot be downloaded automatically"))
         if not asset.urls:
             raise unavailable(asset, "it cannot be downloaded automatically")
         with exclusive(cached):
@@ -102,12 +133,36 @@ def resolve_asset(name: str, overrides: Mapping[str, str | Path] | None = None,
     return resolved
 
 
+def check_assets(names: Iterable[str], overrides: Mapping[str, str | Path] | None = None,
+                 download: bool = True, quiet: bool = False,
+                 ) -> tuple[dict[str, ResolvedAsset], dict[str, AssetUnavailable]]:
+    """Resolve each asset once: (found, name -> why it cannot be had)."""
+    found: dict[str, ResolvedAsset] = {}
+    missing: dict[str, AssetUnavailable] = {}
+    for name in dict.fromkeys(names):
+        try:
+            found[name] = resolve_asset(name, overrides, download=download, quiet=quiet)
+        except AssetUnavailable as exc:
+            missing[name] = exc
+    return found, missing
+
+
+def missing_files_text(missing: Mapping[str, AssetUnavailable],
+                       needed_by: Mapping[str, list[str]]) -> str:
+    """One block per missing file, each once, with what needs it and how to provide it."""
+    blocks = [f"needed by {', '.join(needed_by.get(name, [])) or '?'}:\n  {exc}"
+              for name, exc in missing.items()]
+    return (f"{len(missing)} weight/parameter file(s) missing (`vqfr-eval models` lists every "
+            "file):\n\n" + "\n\n".join(blocks))
+
+
 def _download(asset: Asset, dest: Path, quiet: bool) -> ResolvedAsset:
     failures = []
     for url in asset.urls:
         try:
             digest = download_file(url, dest, sha256=asset.sha256,
-                                   sha256_prefix=asset.sha256_prefix, quiet=quiet)
+                                   sha256_prefix=asset.sha256_prefix, quiet=quiet,
+                                   what=f"asset {asset.name!r} ({asset.description})")
         except DownloadError as exc:
             failures.append(f"{url}: {exc}")
             continue
