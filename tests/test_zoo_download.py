@@ -117,6 +117,19 @@ def test_download_verifies_and_caches(server, home, monkeypatch):
     assert server.log == [("/blob.bin", None)]
 
 
+def test_download_says_what_from_where_how_large_and_where_to(server, home, monkeypatch,
+                                                              capsys):
+    """Nothing arrives unannounced: even with the progress bar off (quiet), one line names the
+    file, the URL, the size and the destination."""
+    url = server.base + "/blob.bin"
+    register(monkeypatch, [url])
+    resolve_asset("test-blob", quiet=True)
+    err = capsys.readouterr().err
+    assert err.count("vqfr-eval: downloading") == 1
+    assert "asset 'test-blob' (test file)" in err and f"from {url}" in err
+    assert "(3.0 MiB)" in err and f"to {home / 'weights' / 'blob.bin'}" in err
+
+
 def test_prefix_hash_is_accepted(server, monkeypatch):
     register(monkeypatch, [server.base + "/blob.bin"], sha256=None, sha256_prefix=BLOB_SHA[:8])
     assert resolve_asset("test-blob", quiet=True).official is True

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = plain_warning_printer()
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+        sys.stdout.flush()   # a closed pipe shows here, not at exit
+        return code
     except UserError as exc:
         print(f"vqfr-eval: error: {exc}", file=sys.stderr)
         return 2
