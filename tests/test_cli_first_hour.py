@@ -132,21 +132,47 @@ def test_report_of_two_runs(tiny, tmp_path):
     assert not (tmp_path / "other").exists()
 
 
+def readme_block(after: str) -> list[str]:
+    """The commands of the first bash block after the heading or line ``after`` in README.md."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index(after):].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
 def test_offline_demo(tmp_path):
-    """The demo as the README runs it: nothing to download, nothing missing; verify calls the
-    procedural set complete, never paper-comparable."""
-    home, root = tmp_path / "home", tmp_path / "data"
-    made = vqfr_eval("datasets", "demo", "--root", root, home=home)
-    assert made.returncode == 0 and "--method lq" in made.stdout, made.stderr
-    done = vqfr_eval("--dataset", "demo", "--root", root, "--method", "lq", "--out",
-                     tmp_path / "runs", home=home)
+    """The README's offline demo, command for command: nothing to download, nothing missing;
+    verify calls the procedural set complete, never paper-comparable."""
+    home, env = tmp_path / "home", {"VQFR_EVAL_DATA": str(tmp_path / "data")}
+    commands = readme_block("To try everything offline")
+    assert commands == ["vqfr-eval datasets demo", "vqfr-eval --dataset demo --method lq"]
+    made = vqfr_eval(*commands[0].split()[1:], cwd=tmp_path, env=env, home=home)
+    assert made.returncode == 0 and commands[1] in made.stdout, made.stderr
+    done = vqfr_eval(*commands[1].split()[1:], cwd=tmp_path, env=env, home=home)
     assert done.returncode == 0, done.stderr
     assert "psnr" in done.stdout and "ssim" in done.stdout
     assert "missing" not in done.stderr and "downloading" not in done.stderr
-    verified = vqfr_eval("datasets", "verify", "demo", "--root", root, home=home)
+    assert (tmp_path / "runs" / "demo" / "lq" / "summary.json").is_file()
+    verified = vqfr_eval("datasets", "verify", "demo", cwd=tmp_path, env=env, home=home)
     assert verified.returncode == 0, verified.stdout
     assert "paper-comparable" not in verified.stdout
     assert "procedural smoke-test set" in verified.stdout
+
+
+def test_readme_setup_is_what_ci_runs():
+    """Two commands on a fresh machine: install (without the heavy pyiqa extra) and run the main
+    job; the test command, which .ci/run runs as its last line. The core install needs one
+    OpenCV."""
+    import tomllib
+
+    install, tests = readme_block("## Set-up")
+    assert install == "python3 -m pip install -e '.[test]' && vqfr-eval --dataset celeba-test"
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line.strip()]
+    assert ci[-1] == tests == "python3 -m pytest"
+    assert "python3 -m pip install -e '.[iqa]'" in (REPO / "README.md").read_text()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    opencv = [d for d in project["dependencies"] if d.startswith("opencv")]
+    assert opencv == ["opencv-python-headless>=4.8"]
+    assert project["optional-dependencies"]["iqa"] == ["pyiqa>=0.1.13"]
 
 
 def test_small_things(tiny, tmp_path):
