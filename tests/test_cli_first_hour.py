@@ -195,6 +195,22 @@ def test_small_things(tiny, tmp_path):
     assert {p.name for p in tmp_path.iterdir()} <= {"home"}   # no JSON written
 
 
+@pytest.mark.parametrize("args, message", [
+    (["metrics", "--restored", "{tmp}/absent", "--metrics", "psnr"], "absent: no such folder"),
+    (["datasets", "synth", "--hq", "{tmp}/absent", "--out", "{tmp}/out"],
+     "absent: no such folder"),
+    (["restore", "--method", "vqfr-v1:branch=nope", "--input", "{tiny}/lq", "--output",
+      "{tmp}/out", "--allow-size", "multiple-of-32", "--asset", "vqfr-v1={v1}"],
+     "vqfr-v1 (branch=nope): branch must be 'main' or 'texture', got 'nope'"),
+])
+def test_bad_arguments_are_messages(args, message, tiny, synthetic_v1, tmp_path):
+    done = vqfr_eval(*[a.format(tmp=tmp_path, tiny=tiny, v1=synthetic_v1) for a in args],
+                     home=tmp_path / "home")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert message in done.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_closed_pipe_is_no_traceback(tmp_path):
     """`vqfr-eval models | head -1`: the reader is gone before anything is printed."""
     env = {"VQFR_EVAL_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}

@@ -39,7 +39,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from vqfr.errors import ImageError
+from vqfr.errors import ImageError, VqfrError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -250,5 +250,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly in ``folder`` (not recursive), sorted by name; hidden files
     (``.DS_Store``, ``._x.png`` AppleDouble, our own temporaries) are skipped."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise VqfrError(f"{folder}: no such folder")
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and not p.name.startswith(".") and is_image_file(p))

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from vqfr.errors import VqfrError
 from vqfr.run.methods import Method
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -115,7 +116,11 @@ class Restorer:
     def __call__(self, lq: torch.Tensor) -> torch.Tensor:
         """uint8 B x 3 x H x W RGB (any device) -> uint8 B x 3 x H x W RGB on ``self.device``."""
         with torch.inference_mode(), self._autocast():
-            out = self.model.restore(to_model_input(lq.to(self.device)), **self.method.options)
+            try:
+                out = self.model.restore(to_model_input(lq.to(self.device)),
+                                         **self.method.options)
+            except ValueError as exc:   # restore() refuses an option value given by the user
+                raise VqfrError(f"{self.method.label}: {exc}") from None
         return tensor2img(out)
 
 

@@ -55,10 +55,11 @@ def plan_table(spec_name: str | Path, datasets: list[str] | None = None,
     """What to run for a spec. ``datasets`` / ``metrics`` replace the spec's (a local copy of a
     test set, a cheaper metric set); rows without a model are paper-only and not run."""
     from vqfr.metrics.registry import available_metrics
+    from vqfr.report.specs import spelled
 
     spec = load_table_spec(spec_name)
     if spec.kind == "efficiency":
-        raise VqfrError(f"spec {spec.name} is an efficiency table: run `vqfr-eval profile` and "
+        raise VqfrError(f"spec {spelled(spec.name)} is an efficiency table: run `vqfr-eval profile` and "
                         "pass its file to `vqfr-eval report --profile`")
     notes = []
     methods = list(dict.fromkeys(spell(row.model, row.options) for row in spec.rows
@@ -83,7 +84,7 @@ def plan_table(spec_name: str | Path, datasets: list[str] | None = None,
                 notes.append(f"metric {metric} not measured: {exc}")
                 run_metrics.remove(spelling)
     if not spec.datasets and not datasets:
-        raise VqfrError(f"spec {spec.name} names no dataset: give --dataset")
+        raise VqfrError(f"spec {spelled(spec.name)} names no dataset: give --dataset")
     return TablePlan(spec, list(datasets or spec.datasets), methods, run_metrics, options, notes)
 
 

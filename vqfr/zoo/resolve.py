@@ -86,8 +86,8 @@ def _report_non_official(asset: Asset, resolved: ResolvedAsset) -> None:
         _WARNED.add(key)
         warnings.warn(NonOfficialAsset(
             f"{resolved.path} is not the official {asset.filename} of asset {asset.name!r} "
-            f"({expected_hash(asset)}, got {resolved.sha256}); using it as given, and the "
-            "results record official: false"), stacklevel=3)
+            f"({expected_hash(asset)}, got {resolved.sha256}); using it as given, and results "
+            "made with it say official: false"), stacklevel=3)
 
 
 def _checked(asset: Asset, path: Path, digest: str, source: str) -> ResolvedAsset:
