@@ -89,8 +89,7 @@ def test_one_run_two_protocols_matches_official(blurred_pairs, reference_dir, tm
 
 
 @pytest.mark.parametrize("command", [
-    ["run", "--dataset", "{data}", "--method", "lq", "--out", "{out}"],
-    ["--dataset", "{data}", "--method", "lq", "--out", "{out}"],
+    ["--dataset", "{data}", "--method", "lq", "--out", "{out}"],     # = run
     ["metrics", "--restored", "{data}/lq", "--gt", "{data}/hq", "--json", "{out}/m.json"],
     ["ablate", "--dataset", "{data}", "--study", "fidelity", "--out", "{out}"],
     ["--table", "vqfr-celeba-test", "--dataset", "{data}", "--out", "{out}"],

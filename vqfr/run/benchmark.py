@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from vqfr.run.restorer import Restorer, SweepRestorer, make_deterministic, sweep
 from vqfr.run.results import (command_line, format_table, results_table, runtime_versions,
                               write_per_image_csv, write_summary)
 from vqfr.run.runner import Item, MethodPass, run_in_lockstep
-from vqfr.zoo.resolve import check_assets, missing_files_text, start_run
+from vqfr.zoo.resolve import NonOfficialAsset, check_assets, missing_files_text, start_run
 
 
 # CelebA-Test's metric set, the default for a directory without a manifest (full-reference ones
@@ -113,7 +114,14 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
         f"{device}, {cfg.dtype}, batch {cfg.batch_size}")
     spellings = metric_spellings(cfg, dataset.manifest)
     needed = needed_assets(methods, spellings, cfg.metric_options)
-    found, missing = check_assets(needed, cfg.assets, quiet=cfg.quiet)   # downloads, announced
+    with warnings.catch_warnings():   # non-official files: said once, by rank 0
+        if not ctx.is_main:
+            warnings.simplefilter("ignore", NonOfficialAsset)
+        found, missing = check_assets(needed, cfg.assets, quiet=cfg.quiet)  # downloads, announced
+    for resolved in found.values():
+        if resolved.official is False:
+            log(f"{resolved.path} is not the official file of asset {resolved.name!r} (sha256 "
+                f"{resolved.sha256}); results made with it say official: false", echo=False)
     why = {name: str(exc).splitlines()[0] for name, exc in missing.items()}
     metrics = MetricSet(spellings, device=device, assets=cfg.assets, paired=dataset.paired,
                         options=cfg.metric_options, unavailable=why)
