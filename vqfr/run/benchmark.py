@@ -99,29 +99,14 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
     torch.manual_seed(cfg.seed)
     start_run()
     methods = parse_methods(cfg.methods, {"seed": cfg.seed, **cfg.method_defaults})
-    try:
-        dataset = open_dataset(cfg.dataset, root=cfg.data_root)
-    except DatasetUnavailable as exc:   # say everything else the run lacks in the same message
-        spellings = metric_spellings(cfg, _manifest_of(cfg.dataset, cfg.data_root))
-        needed = needed_assets(methods, spellings, cfg.metric_options)
-        _, missing = check_assets(needed, cfg.assets, download=False)
-        raise DatasetUnavailable(f"this run needs what is not here yet.\n\n{exc}"
-                                 + (f"\n\n{missing_files_text(missing, needed)}"
-                                    if missing else "")) from None
+    dataset = _open_dataset(cfg, methods)
     log = RunLog(Path(cfg.out) / "log.txt", quiet=cfg.quiet, enabled=ctx.is_main)
     log(f"run {command_line()}: dataset {dataset.name} ({dataset.count} images, "
         f"{'paired' if dataset.paired else 'no references'}), world size {ctx.world_size}, "
         f"{device}, {cfg.dtype}, batch {cfg.batch_size}")
     spellings = metric_spellings(cfg, dataset.manifest)
     needed = needed_assets(methods, spellings, cfg.metric_options)
-    with warnings.catch_warnings():   # non-official files: said once, by rank 0
-        if not ctx.is_main:
-            warnings.simplefilter("ignore", NonOfficialAsset)
-        found, missing = check_assets(needed, cfg.assets, quiet=cfg.quiet)  # downloads, announced
-    for resolved in found.values():
-        if resolved.official is False:
-            log(f"{resolved.path} is not the official file of asset {resolved.name!r} (sha256 "
-                f"{resolved.sha256}); results made with it say official: false", echo=False)
+    found, missing = _resolve_files(cfg, ctx, needed, log)
     why = {name: str(exc).splitlines()[0] for name, exc in missing.items()}
     metrics = MetricSet(spellings, device=device, assets=cfg.assets, paired=dataset.paired,
                         options=cfg.metric_options, unavailable=why)
@@ -188,6 +173,35 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
         report.table = results_table(report.summaries)
         log(format_table(report.table, dataset.name), echo=False)
     return report
+
+
+def _open_dataset(cfg: RunConfig, methods: list[Method]) -> Dataset:
+    """The dataset; when it is absent, one error that also names every file the run lacks
+    (nothing is downloaded for a run that cannot start)."""
+    try:
+        return open_dataset(cfg.dataset, root=cfg.data_root)
+    except DatasetUnavailable as exc:
+        spellings = metric_spellings(cfg, _manifest_of(cfg.dataset, cfg.data_root))
+        needed = needed_assets(methods, spellings, cfg.metric_options)
+        _, missing = check_assets(needed, cfg.assets, download=False)
+        raise DatasetUnavailable(f"this run needs what is not here yet.\n\n{exc}"
+                                 + (f"\n\n{missing_files_text(missing, needed)}"
+                                    if missing else "")) from None
+
+
+def _resolve_files(cfg: RunConfig, ctx: DistContext, needed: dict[str, list[str]],
+                   log: RunLog) -> tuple[dict, dict]:
+    """Every file the run reads, resolved once (downloads announced): (found, missing). A
+    non-official file is reported once, by rank 0, and in the log."""
+    with warnings.catch_warnings():
+        if not ctx.is_main:
+            warnings.simplefilter("ignore", NonOfficialAsset)
+        found, missing = check_assets(needed, cfg.assets, quiet=cfg.quiet)
+    for resolved in found.values():
+        if resolved.official is False:
+            log(f"{resolved.path} is not the official file of asset {resolved.name!r} (sha256 "
+                f"{resolved.sha256}); results made with it say official: false", echo=False)
+    return found, missing
 
 
 def metric_spellings(cfg: RunConfig, manifest: dict) -> list[str]:
