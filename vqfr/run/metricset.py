@@ -38,7 +38,7 @@ class MetricSet:
         self.skipped: dict[str, str] = {}
         self.required: dict[str, tuple[str, ...]] = {}   # label -> zoo assets it reads
         for label, spec in self.specs.items():
-            given = {**(options or {}).get(spec.name, {}), **spec.options}
+            given = _options(spec, options)
             self.required[label] = metric_class(spec.name).required_assets(given)
             lacking = [a for a in self.required[label] if a in (unavailable or {})]
             if lacking:
@@ -94,13 +94,17 @@ class MetricSet:
         return results
 
 
+def _options(spec: MetricSpec, options: Mapping[str, Mapping] | None) -> dict:
+    """A metric's constructor options: those given by name, under the spelling's own."""
+    return {**(options or {}).get(spec.name, {}), **spec.options}
+
+
 def metric_assets(metrics: list[str],
                   options: Mapping[str, Mapping] | None = None) -> dict[str, list[str]]:
     """The zoo assets the metrics (``--metrics`` spellings) read -> the columns needing each."""
     needed: dict[str, list[str]] = {}
     for spec in parse_metric_specs(metrics):
-        given = {**(options or {}).get(spec.name, {}), **spec.options}
-        for asset in metric_class(spec.name).required_assets(given):
+        for asset in metric_class(spec.name).required_assets(_options(spec, options)):
             needed.setdefault(asset, []).append(f"metric {spec.label}")
     return needed
 
