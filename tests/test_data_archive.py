@@ -167,7 +167,7 @@ def test_malicious_tar_refused(tmp_path, root, bad):
 
 def test_interrupted_import_leaves_no_half_set(tmp_path, root, monkeypatch):
     source = make_zip(tmp_path / "celeba.zip", official_members())
-    real_copy, calls = archive.shutil.copyfileobj, []
+    real_copy, calls = archive._copy_member, []
 
     def failing_copy(*args):
         calls.append(1)
@@ -175,7 +175,7 @@ def test_interrupted_import_leaves_no_half_set(tmp_path, root, monkeypatch):
             raise KeyboardInterrupt
         real_copy(*args)
 
-    monkeypatch.setattr(archive.shutil, "copyfileobj", failing_copy)
+    monkeypatch.setattr(archive, "_copy_member", failing_copy)
     with pytest.raises(KeyboardInterrupt):
         import_dataset("tiny", [source], root=root)
     assert sorted(p.name for p in root.iterdir()) == ["tiny.toml"]

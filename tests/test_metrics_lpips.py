@@ -12,6 +12,7 @@ from goldens import spy
 
 from vqfr.metrics import create_metric
 from vqfr.metrics.lpips_vgg import LPIPS, vgg16_to_lpips_keys
+from vqfr.zoo.checkpoint import CheckpointError
 
 TOLERANCE = 1e-7  # README "Recommended tolerances": LPIPS (synthetic backbone) 1e-7 absolute
 
@@ -59,7 +60,7 @@ def test_vgg_layouts_map_onto_lpips_slices(vgg_synthetic):
 
 def test_incomplete_backbone_is_refused(vgg_synthetic):
     partial = {k: v for k, v in vgg_synthetic.items() if k != "28.bias"}
-    with pytest.raises(KeyError, match="net.slice5.28.bias"):
+    with pytest.raises(CheckpointError, match="missing keys: slice5.28.bias"):
         LPIPS(weights=partial)
 
 

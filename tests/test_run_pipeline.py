@@ -240,15 +240,17 @@ def test_folder_method_pairs_by_stem(baseline, paired_set, asset_args, tmp_path,
     assert "Traceback" not in err
 
 
-def test_absent_weights_are_skipped_with_reason(paired_set, tmp_path, capsys):
-    code = main(["run", "--dataset", str(paired_set), "--method", "vqfr-v2,lq", "--metrics",
-                 "psnr", "--out", str(tmp_path), "--quiet", "--asset",
-                 f"vqfr-v2={tmp_path / 'VQFR_v2.pth'}"])
+def test_absent_weights_are_skipped_with_reason(paired_set, tmp_path, capsys, monkeypatch):
+    """Weights neither cached nor downloadable skip the method; a file named with --asset that
+    is not there is an error instead (tests/test_hostile_inputs.py)."""
+    monkeypatch.setenv("VQFR_EVAL_HOME", str(tmp_path / "empty-cache"))
+    code = main(["run", "--dataset", str(paired_set), "--method", "vqfr-v1,lq", "--metrics",
+                 "psnr", "--out", str(tmp_path), "--quiet", "--allow-size", "multiple-of-32"])
     captured = capsys.readouterr()
     assert code == 0
-    assert "skipped vqfr-v2" in captured.err and "VQFR_v2.pth" in captured.err
-    assert "does not exist" in captured.err and "Traceback" not in captured.err
-    assert "Input" in captured.out and not (tmp_path / "tiny" / "vqfr-v2").exists()
+    assert "skipped vqfr-v1" in captured.err and "VQFR_v1-33a1fac5.pth" in captured.err
+    assert "--asset vqfr-v1=" in captured.err and "Traceback" not in captured.err
+    assert "Input" in captured.out and not (tmp_path / "tiny" / "vqfr-v1").exists()
 
 
 def test_absent_dataset_gives_guidance(tmp_path, capsys):

@@ -59,17 +59,22 @@ def test_catalogue_agrees_with_reference_manifests(reference_dir):
     assert hashlib.sha256(niqe).hexdigest() == ASSETS["niqe-params"].sha256
 
 
-def test_parse_asset_overrides(tmp_path):
+def test_parse_asset_overrides(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("a.pth", "n.npz"):
+        (tmp_path / name).write_bytes(b"x")
     parsed = parse_asset_overrides([f"vqfr-v1={tmp_path}/a.pth", "niqe-params = ~/n.npz"])
     assert parsed["vqfr-v1"] == tmp_path / "a.pth"
-    assert not str(parsed["niqe-params"]).startswith("~")
+    assert parsed["niqe-params"] == tmp_path / "n.npz"
     assert parse_asset_overrides(None) == {}
     for bad, message in (("vqfr-v1", "expected NAME=PATH"), ("=x.pth", "expected NAME=PATH"),
-                         ("vqfr-v1=", "expected NAME=PATH"), ("nope=x.pth", "unknown asset")):
+                         ("vqfr-v1=", "expected NAME=PATH"), ("nope=x.pth", "unknown asset"),
+                         (f"vqfr-v1={tmp_path}/typo.pth", "typo.pth does not exist"),
+                         (f"vqfr-v1={tmp_path}", "is not a file")):
         with pytest.raises(VqfrError, match=message):
             parse_asset_overrides([bad])
     with pytest.raises(VqfrError, match="given twice"):
-        parse_asset_overrides(["vqfr-v1=a", "vqfr-v1=b"])
+        parse_asset_overrides([f"vqfr-v1={tmp_path}/a.pth", f"vqfr-v1={tmp_path}/n.npz"])
 
 
 @pytest.fixture

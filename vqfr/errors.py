@@ -16,3 +16,19 @@ class ImageError(VqfrError):
 
 class DatasetUnavailable(VqfrError):
     """A registered dataset is not under the data root; says how to get and import it."""
+
+
+class OutputError(VqfrError):
+    """A file could not be written (disk full, read-only, no permission); names the path and
+    what was left."""
+
+
+def output_error(path, exc: OSError) -> OutputError:
+    """``exc`` (raised while writing ``path``) as a message saying what is on disk now: writes
+    are atomic, so the file keeps its previous content or does not exist."""
+    from pathlib import Path
+
+    state = ("it keeps its previous content" if Path(path).exists()
+             else "it was not created")
+    return OutputError(f"{path}: cannot write ({exc.strerror or exc}); {state}, and no partial "
+                       "file was left")

@@ -8,6 +8,7 @@ zoo, report); nothing else imports this package.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -21,6 +22,8 @@ COMMANDS = ("run", "restore", "metrics", "fid_stats", "datasets", "models", "pro
 
 
 from vqfr.errors import VqfrError as UserError  # noqa: E402  (re-exported for the commands)
+
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def _test_sets() -> list[str]:
@@ -81,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except UserError as exc:
         print(f"vqfr-eval: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:   # anything else is a bug: keep its traceback
+            raise
+        # writes the package makes are atomic and raise OutputError; this covers the others
+        print(f"vqfr-eval: error: {exc.filename or 'writing a file'}: {exc.strerror}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vqfr-eval: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vqfr.cli.argtypes import folder_path, non_negative_int
 from vqfr.cli.run import (add_device_options, add_pass_options, add_restore_options,
                            checked_metrics, print_run_report)
 from vqfr.errors import VqfrError as UserError
@@ -35,12 +36,13 @@ def register(subparsers) -> None:
                              "psnr,psnr:test_y_channel=true:label=psnr_y,niqe:convert_to=gray "
                              "(default: the dataset's paper metrics; an unknown name or option "
                              "lists those that exist)")
-    parser.add_argument("--out", type=Path, default=Path("runs"), metavar="RUN_DIR",
+    parser.add_argument("--out", type=folder_path, default="runs", metavar="RUN_DIR",
                         help="run directory (default: runs)")
     parser.add_argument("--root", type=Path, default=None, help="data root for dataset names")
-    parser.add_argument("--report", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--report", type=folder_path, default=None, metavar="DIR",
                         help="also build the report (beside the study's eval/ spec) into DIR")
-    parser.add_argument("--offsets-images", type=int, default=OFFSETS_IMAGES, metavar="N",
+    parser.add_argument("--offsets-images", type=non_negative_int, default=OFFSETS_IMAGES,
+                        metavar="N",
                         help="images whose TWM offsets are saved per VQFR variant (default: "
                              f"{OFFSETS_IMAGES}; about 50 MB each at 512x512; 0: none)")
     add_device_options(parser)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from vqfr.cli.argtypes import folder_path, non_negative_int, positive_int
+
 
 def _list(args: argparse.Namespace) -> int:
     from vqfr.data.datasets import data_root
@@ -39,7 +41,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from vqfr.data.archive import import_dataset
     result = import_dataset(args.name, args.sources, root=args.root, lq_subdir=args.lq_subdir,
-                            hq_subdir=args.hq_subdir, force=args.force)
+                            hq_subdir=args.hq_subdir, force=args.force,
+                            max_member_bytes=args.max_member_mb << 20, max_ratio=args.max_ratio)
     print(f"imported {result.lq_count} LQ images from {result.lq_from}"
           + (f" and {result.hq_count} HQ images from {result.hq_from}" if result.hq_from else "")
           + f" into {result.target}")
@@ -55,6 +58,8 @@ def _shard(text: str) -> tuple[int, int]:
         index, count = (int(v) for v in text.split("/"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected K/N, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"K/N needs 0 <= K < N, got {text!r}")
     return index, count
 
 
@@ -78,6 +83,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from vqfr.data.archive import MAX_MEMBER_BYTES, MAX_RATIO
     from vqfr.data.degradation import CONFIGS
     parser = subparsers.add_parser("datasets", help="list, verify, import or synthesise test sets")
     sub = parser.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
@@ -94,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.add_argument("--root", help=root_help)
     p.add_argument("--notes", action="store_true", help="also list conversion notes")
-    p.add_argument("--workers", type=int, default=4, help="decoding threads (default 4)")
+    p.add_argument("--workers", type=positive_int, default=4, help="decoding threads (default 4)")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("import", help="unpack downloaded archive(s)/folder(s) into ROOT/NAME")
@@ -105,12 +111,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lq-subdir", help="folder inside a source holding the LQ images")
     p.add_argument("--hq-subdir", help="folder inside a source holding the HQ images")
     p.add_argument("--force", action="store_true", help="replace an existing ROOT/NAME")
+    p.add_argument("--max-member-mb", type=positive_int, default=MAX_MEMBER_BYTES >> 20,
+                   metavar="MB", help="refuse members larger than this (archive bombs; default "
+                                      f"{MAX_MEMBER_BYTES >> 20})")
+    p.add_argument("--max-ratio", type=positive_int, default=MAX_RATIO, metavar="R",
+                   help="refuse members over 1 MiB compressed more than R times (archive bombs; "
+                        f"default {MAX_RATIO})")
     p.set_defaults(func=_import)
 
     p = sub.add_parser("synth", help="CelebA-Test-style LQ/HQ pairs from HQ faces")
     p.add_argument("--hq", required=True, help="folder of HQ images")
-    p.add_argument("--out", required=True, help="writes OUT/lq, OUT/hq, OUT/params")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=folder_path,
+                   help="writes OUT/lq, OUT/hq, OUT/params")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--config", choices=sorted(CONFIGS), default="vqfr-v1",
                    help="degradation ranges of a training yml (default vqfr-v1)")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
@@ -118,9 +131,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("demo", help="offline demo set (procedural faces) for smoke runs")
-    p.add_argument("--out", help="default: ROOT/demo, opened as --dataset demo")
+    p.add_argument("--out", type=folder_path,
+                   help="default: ROOT/demo, opened as --dataset demo")
     p.add_argument("--root", help=root_help)
-    p.add_argument("--count", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=positive_int, default=8)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing demo set")
     p.set_defaults(func=_demo)

@@ -5,7 +5,8 @@ script and by ``vqfr-eval ... --fid-ref STATS.pth``)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from vqfr.cli.argtypes import existing_folder, file_path, positive_int
 
 
 def register(subparsers) -> None:
@@ -13,14 +14,14 @@ def register(subparsers) -> None:
         "fid-stats", help="build FID reference statistics from a folder of images",
         description="Inception pool3 statistics (mean float32, covariance float64) of every "
                     "image directly in DIR, sorted by name, saved in the official format.")
-    parser.add_argument("folder", type=Path, metavar="DIR")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="STATS.pth")
+    parser.add_argument("folder", type=existing_folder, metavar="DIR")
+    parser.add_argument("-o", "--output", required=True, type=file_path, metavar="STATS.pth")
     parser.add_argument("--name", default=None, help="dataset name stored in the file "
                                                      "(default: the folder name)")
     parser.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
                         help="use a local file for an asset, e.g. fid-inception=PATH")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.set_defaults(func=main)
 
 
@@ -29,12 +30,9 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from vqfr.data.images import is_image_file, read_image
-    from vqfr.errors import VqfrError
     from vqfr.metrics.fid import FID, feature_statistics
     from vqfr.zoo import parse_asset_overrides
 
-    if not args.folder.is_dir():
-        raise VqfrError(f"{args.folder} is not a folder of images")
     metric = FID(reference="gt", device=args.device, batch_size=args.batch_size,
                  assets=parse_asset_overrides(args.asset))
     features = metric.folder_features(args.folder)

@@ -5,8 +5,8 @@ import argparse
 import csv
 import io
 import sys
-from pathlib import Path
 
+from vqfr.cli.argtypes import existing_folder, file_path
 from vqfr.cli.run import add_device_options, checked_metrics
 
 
@@ -16,8 +16,8 @@ def register(subparsers) -> None:
         description="Measure restored images, paired with --gt by file stem (never by sorted "
                     "position; any missing, extra or ambiguous file is an error). Without "
                     "--gt only no-reference metrics and FID are measured.")
-    parser.add_argument("--restored", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--gt", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--restored", required=True, type=existing_folder, metavar="DIR")
+    parser.add_argument("--gt", type=existing_folder, default=None, metavar="DIR")
     parser.add_argument("--metrics", default="psnr,ssim,lpips,niqe,fid,deg", metavar="M1,M2",
                         help="metrics, each NAME[:option=value...][:label=COLUMN] as for `run` "
                              "(default: psnr,ssim,lpips,niqe,fid,deg; without --gt the "
@@ -26,9 +26,9 @@ def register(subparsers) -> None:
                         help="FID reference: a statistics file, a folder of images, or gt (the "
                              "--gt images); default: the FFHQ-512 statistics asset, as the paper")
     add_device_options(parser, batch_size=8)
-    parser.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+    parser.add_argument("--json", type=file_path, default=None, metavar="OUT.json",
                         help="also write the values, options and provenance as JSON")
-    parser.add_argument("--csv", type=Path, default=None, metavar="OUT.csv",
+    parser.add_argument("--csv", type=file_path, default=None, metavar="OUT.csv",
                         help="per-image values as CSV")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=main)
@@ -59,6 +59,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"{name}: {value}")
     for name, reason in result["skipped"].items():
         print(f"{name}: skipped ({reason})")
+    for note, converted in result["conversions"].items():
+        print(f"converted on reading, {note}: {converted['count']} file(s): "
+              f"{', '.join(converted['files'])}", file=sys.stderr)
     if result["missing_files"]:
         print(f"\n{result['missing_files']}", file=sys.stderr)
     written = [str(p) for p in (args.json, args.csv) if p]

@@ -3,16 +3,9 @@ check of the zoo models, beside the VQFR paper's stated figures."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from vqfr.cli.argtypes import file_path, non_negative_int, positive_int, positive_ints
 from vqfr.errors import VqfrError
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t]
-    except ValueError:
-        raise VqfrError(f"--batch-size takes comma-separated integers, got {text!r}") from None
 
 
 def register(subparsers) -> None:
@@ -28,20 +21,22 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default="fp32",
                         help="comma-separated: fp32, fp16, bf16 (autocast)")
-    parser.add_argument("--batch-size", default="1", type=_ints, metavar="N[,N...]")
+    parser.add_argument("--batch-size", default="1", type=positive_ints, metavar="N[,N...]")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--channels-last", action="store_true",
                         help="also time channels-last memory format")
-    parser.add_argument("--size", type=int, default=None,
+    parser.add_argument("--size", type=positive_int, default=None,
                         help="timing input size (default 512; --quick: 64 where the model "
                              "accepts multiples of 32)")
-    parser.add_argument("--flops-size", type=int, default=512,
+    parser.add_argument("--flops-size", type=non_negative_int, default=512,
                         help="input size for the FLOP count (0: skip)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls (default 5)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed calls (default 2)")
+    parser.add_argument("--repeats", type=positive_int, default=None,
+                        help="timed calls (default 5)")
+    parser.add_argument("--warmup", type=non_negative_int, default=None,
+                        help="untimed calls (default 2)")
     parser.add_argument("--quick", action="store_true",
                         help="1 warm-up, 2 timed calls, small inputs where possible")
-    parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the full record")
+    parser.add_argument("--json", type=file_path, metavar="OUT.json", help="write the full record")
     parser.set_defaults(func=profile_command)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vqfr.cli.argtypes import folder_path
+
 
 def register(subparsers) -> None:
     from vqfr.report.specs import available_specs, spelled
@@ -22,7 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="a `vqfr-eval profile --json` file for the efficiency table")
     parser.add_argument("--title", default="vqfr-eval report")
-    parser.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
+    parser.add_argument("-o", "--out", type=folder_path, required=True, metavar="DIR",
                         help="output folder (e.g. reports/NAME/); index.html is written there")
     parser.set_defaults(func=report_command)
 

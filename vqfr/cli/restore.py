@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from vqfr.cli.argtypes import folder_path
 from vqfr.cli.run import add_device_options, add_restore_options
 
 
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
                         help="zoo model: vqfr-v1, vqfr-v2, gfpgan-v1.3, gfpgan-v1.4, codeformer "
                              "(options as NAME:key=value)")
     parser.add_argument("--input", required=True, type=Path, help="an image or a folder")
-    parser.add_argument("--output", required=True, type=Path, help="output folder")
+    parser.add_argument("--output", required=True, type=folder_path, help="output folder")
     add_device_options(parser, batch_size=1)
     add_restore_options(parser)
     parser.add_argument("--branch", choices=("main", "texture"), default=None,
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     from vqfr.errors import VqfrError
     from vqfr.run.methods import parse_method
-    from vqfr.run.restore_files import input_files, restore_files
+    from vqfr.run.restore_files import check_outputs, input_files, restore_files
     from vqfr.run.restorer import Restorer, make_deterministic
     from vqfr.zoo import parse_asset_overrides
 
@@ -48,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
         raise VqfrError(f"{method.name} has no option {', '.join(unused)} "
                         f"(its options: {', '.join(method.options) or 'none'})")
     inputs = input_files(args.input)
+    check_outputs(inputs, args.output)
     make_deterministic()
     restorer = Restorer(method, parse_asset_overrides(args.asset), device=args.device,
                         dtype=args.dtype)

@@ -5,13 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from vqfr.cli.argtypes import folder_path, non_negative_int, positive_int, unit_interval
 from vqfr.run.methods import PAPER_METHODS
 from vqfr.run.restorer import DTYPES, SIZE_POLICIES
 
 
 def add_device_options(parser: argparse.ArgumentParser, batch_size: int = 4) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=batch_size, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size, metavar="N",
                         help=f"images per model call (default: {batch_size})")
     parser.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
                         help="use this file for asset NAME (weights, metric parameters); "
@@ -20,7 +21,7 @@ def add_device_options(parser: argparse.ArgumentParser, batch_size: int = 4) -> 
 
 def add_pass_options(parser: argparse.ArgumentParser) -> None:
     """Options of the one-pass runner shared by ``run`` and ``ablate``."""
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=positive_int, default=2,
                         help="threads decoding and encoding images (default: 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log echo")
 
@@ -29,11 +30,11 @@ def add_restore_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=list(DTYPES), default="fp32",
                         help="restoration precision; fp16/bf16 use autocast (default: fp32, "
                              "the official setting)")
-    parser.add_argument("--fidelity-ratio", type=float, default=None, metavar="R",
+    parser.add_argument("--fidelity-ratio", type=unit_interval, default=None, metavar="R",
                         help="VQFR v2 fidelity ratio (official default 0.0)")
-    parser.add_argument("--fidelity-weight", type=float, default=None, metavar="W",
+    parser.add_argument("--fidelity-weight", type=unit_interval, default=None, metavar="W",
                         help="CodeFormer fidelity weight w (official default 0.5)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seed of random inputs (GFPGAN noise) and torch (default: 0)")
     parser.add_argument("--allow-size", choices=SIZE_POLICIES, default="512",
                         help="input sizes accepted: 512 (the official 512x512 aligned faces), or "
@@ -65,7 +66,7 @@ def register(subparsers) -> None:
                              "vqfr-celeba-test, or a .toml path: its datasets, rows and metrics "
                              "with the paper's protocol options), then build the report beside "
                              "the paper's numbers")
-    parser.add_argument("--report", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--report", type=folder_path, default=None, metavar="DIR",
                         help="with --table: report folder (default: reports/SPEC)")
     parser.add_argument("--method", action="append", default=None, metavar="M1,M2",
                         help="zoo models (vqfr-v1, vqfr-v2, gfpgan-v1.3, gfpgan-v1.4, codeformer; "
@@ -81,7 +82,7 @@ def register(subparsers) -> None:
                         help="FID reference: a statistics file, a folder of images, or gt (the "
                              "dataset's own HQ images); default: the FFHQ-512 statistics asset, "
                              "as the paper")
-    parser.add_argument("--out", type=Path, default=Path("runs"), metavar="RUN_DIR",
+    parser.add_argument("--out", type=folder_path, default="runs", metavar="RUN_DIR",
                         help="run directory (default: runs)")
     parser.add_argument("--root", type=Path, default=None, help="data root for dataset names")
     add_device_options(parser)

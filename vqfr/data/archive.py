@@ -9,7 +9,14 @@ Safety:
 - the set is assembled in a hidden staging folder in the data root and renamed into place in one
   step, so an interrupted import leaves no half set under ``<root>/<name>`` (a leftover
   ``.<name>.import-*`` folder can be deleted);
-- an existing ``<root>/<name>`` is an error unless ``force`` (then it is replaced as a whole).
+- an existing ``<root>/<name>`` is an error unless ``force`` (then it is replaced as a whole);
+- archive bombs: before anything is written, a member to be imported that is larger than
+  ``max_member_bytes`` (default 256 MiB; face crops are a few MB at most) or, above 1 MiB,
+  compressed more than ``max_ratio`` times (default 100; PNG/JPEG hardly compress) is refused,
+  and so is a set larger than the free space under the data root. Both limits can be raised
+  (``--max-member-mb``, ``--max-ratio``). A member never yields more bytes than it declares;
+- a corrupt or truncated archive (bad CRC, cut-off gzip stream) is an error naming the archive
+  and the member; nothing of it is imported.
 
 Mapping: only image files directly inside one folder of a source are taken. The LQ and HQ
 folders are found by ``lq_subdir``/``hq_subdir`` (a folder path inside a source, matched at its
@@ -22,13 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import lzma
 import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import time
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,10 +44,15 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from vqfr.data.datasets import Manifest, data_root, load_manifest
-from vqfr.data.images import is_image_file, sha256_file
-from vqfr.errors import VqfrError
+from vqfr.data.images import is_image_file, make_staging_dir, sha256_file
+from vqfr.errors import OutputError, VqfrError, output_error
 
 _JUNK_DIRS = {"__MACOSX"}
+MAX_MEMBER_BYTES = 256 << 20
+MAX_RATIO = 100
+_RATIO_FLOOR = 1 << 20            # smaller members are not checked for their ratio
+# what reading a damaged archive raises (bad CRC, truncated stream, bad header)
+_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 
 class UnsafeArchive(VqfrError):
@@ -51,6 +64,8 @@ class Member:
     source: Path
     name: str                          # posix path inside the source
     open: Callable[[], IO[bytes]]
+    size: int = 0                      # bytes it declares (what copying may yield at most)
+    packed: int | None = None          # compressed bytes (zip), None when unknown
 
     @property
     def folder(self) -> str:
@@ -106,7 +121,8 @@ def _zip_members(path: Path, archive: zipfile.ZipFile, problems: list[str]) -> l
         if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
             problems.append(f"{path.name}: {info.filename!r}: not a regular file")
             continue
-        members.append(Member(path, info.filename, lambda i=info: archive.open(i)))
+        members.append(Member(path, info.filename, lambda i=info: archive.open(i),
+                              info.file_size, info.compress_size))
     return members
 
 
@@ -124,7 +140,7 @@ def _tar_members(path: Path, archive: tarfile.TarFile, problems: list[str]) -> l
         elif not info.isfile():
             problems.append(f"{path.name}: {info.name!r}: device, FIFO or other special file")
         else:
-            members.append(Member(path, name, lambda i=info: archive.extractfile(i)))
+            members.append(Member(path, name, lambda i=info: archive.extractfile(i), info.size))
     return members
 
 
@@ -135,7 +151,8 @@ def _folder_members(path: Path) -> list[Member]:
             full = Path(dirpath) / file
             if full.is_file():
                 members.append(Member(path, full.relative_to(path).as_posix(),
-                                      lambda f=full: open(f, "rb")))  # noqa: SIM115
+                                      lambda f=full: open(f, "rb"),  # noqa: SIM115
+                                      full.stat().st_size))
     return members
 
 
@@ -149,11 +166,13 @@ def open_sources(sources: Sequence[str | os.PathLike]) -> Iterator[list[Member]]
             if source.is_dir():
                 members += _folder_members(source)
             elif zipfile.is_zipfile(source):
-                members += _zip_members(source, stack.enter_context(zipfile.ZipFile(source)),
-                                        problems)
+                with _reading(source):
+                    members += _zip_members(source, stack.enter_context(zipfile.ZipFile(source)),
+                                            problems)
             elif source.is_file() and tarfile.is_tarfile(source):
-                members += _tar_members(source, stack.enter_context(tarfile.open(source, "r:*")),
-                                        problems)
+                with _reading(source):
+                    members += _tar_members(
+                        source, stack.enter_context(tarfile.open(source, "r:*")), problems)
             elif not source.exists():
                 raise VqfrError(f"{source}: no such file or folder")
             else:
@@ -162,6 +181,47 @@ def open_sources(sources: Sequence[str | os.PathLike]) -> Iterator[list[Member]]
             raise UnsafeArchive(f"refusing to import: {len(problems)} unsafe member(s); nothing "
                                 "was written:\n  " + "\n  ".join(problems))
         yield [m for m in members if not _is_junk(m.name)]
+
+
+@contextlib.contextmanager
+def _reading(source: Path, member: str | None = None) -> Iterator[None]:
+    """Errors of a damaged archive as a message naming it (and the member)."""
+    try:
+        yield
+    except _CORRUPT as exc:
+        where = f"{source}" + (f", member {member!r}" if member else "")
+        raise VqfrError(f"{where}: cannot be read ({type(exc).__name__}: {exc}); the archive is "
+                        "corrupt or truncated (download it again). Nothing was imported.") from None
+
+
+def check_sizes(members: list[Member], root: Path, max_member_bytes: int = MAX_MEMBER_BYTES,
+                max_ratio: float = MAX_RATIO) -> None:
+    """Refuse, before anything is written, members too large or too compressed to be face images
+    (an archive bomb) and a set larger than the free space under ``root``."""
+    problems = []
+    for m in members:
+        if m.size > max_member_bytes:
+            problems.append(f"{m.source.name}: {m.name!r}: {m.size:,} bytes, over the limit of "
+                            f"{max_member_bytes:,} (--max-member-mb)")
+        elif (m.packed is not None and m.size > _RATIO_FLOOR
+              and m.size > max_ratio * max(m.packed, 1)):
+            problems.append(f"{m.source.name}: {m.name!r}: {m.size:,} bytes from {m.packed:,} "
+                            f"compressed, a ratio over the limit of {max_ratio:g} (--max-ratio)")
+    for source in {m.source for m in members if m.packed is None and m.source.is_file()}:
+        # tar.gz: a member's compressed size is unknown; the archive's ratio stands for all
+        total = sum(m.size for m in members if m.source == source)
+        if total > _RATIO_FLOOR and total > max_ratio * max(source.stat().st_size, 1):
+            problems.append(f"{source.name}: {total:,} bytes to extract from a "
+                            f"{source.stat().st_size:,}-byte archive, a ratio over the limit of "
+                            f"{max_ratio:g} (--max-ratio)")
+    if problems:
+        raise UnsafeArchive(f"refusing to import: {len(problems)} member(s) look like an archive "
+                            "bomb; nothing was written:\n  " + "\n  ".join(problems))
+    needed = sum(m.size for m in members)
+    free = shutil.disk_usage(root).free
+    if needed > free:
+        raise VqfrError(f"{root}: the import needs {needed / 2**20:.1f} MiB and only "
+                        f"{free / 2**20:.1f} MiB are free; nothing was written")
 
 
 def _folders(members: list[Member]) -> dict[tuple[Path, str], list[Member]]:
@@ -201,13 +261,36 @@ def _copy(members: list[Member], dest: Path) -> None:
         out = dest / member.basename
         if out.exists():
             raise VqfrError(f"{member.where}/{member.basename}: two files with this name")
-        with member.open() as src, open(out, "xb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        _copy_member(member, out)
+
+
+def _copy_member(member: Member, out: Path) -> None:
+    """Copy at most the bytes the member declares; read errors name the archive and member,
+    write errors the file."""
+    with _reading(member.source, member.name):
+        src = member.open()
+    with src, open(out, "xb") as dst:
+        left = member.size
+        while True:
+            with _reading(member.source, member.name):
+                chunk = src.read(min(1 << 20, left + 1))
+            if not chunk:
+                break
+            left -= len(chunk)
+            if left < 0:
+                raise UnsafeArchive(f"{member.source}: {member.name!r} holds more than the "
+                                    f"{member.size:,} bytes it declares; nothing was imported")
+            try:
+                dst.write(chunk)
+            except OSError as exc:
+                raise output_error(out, exc) from None
 
 
 def import_dataset(name: str, sources: Sequence[str | os.PathLike], *,
                    root: str | os.PathLike | None = None, lq_subdir: str | None = None,
-                   hq_subdir: str | None = None, force: bool = False) -> ImportResult:
+                   hq_subdir: str | None = None, force: bool = False,
+                   max_member_bytes: int = MAX_MEMBER_BYTES,
+                   max_ratio: float = MAX_RATIO) -> ImportResult:
     manifest: Manifest = load_manifest(name, root)
     root = data_root(root)
     target = root / name
@@ -235,7 +318,9 @@ def import_dataset(name: str, sources: Sequence[str | os.PathLike], *,
                    if (m.source, m.folder) in chosen and not is_image_file(m.name)]
 
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.import-", dir=root))
+        check_sizes([m for key in chosen for m in folders[key]], root, max_member_bytes,
+                    max_ratio)
+        staging = make_staging_dir(root, f".{name}.import-")
         try:
             _copy(folders[lq_key], staging / "lq")
             if hq_key is not None:
@@ -252,12 +337,16 @@ def import_dataset(name: str, sources: Sequence[str | os.PathLike], *,
             }
             (staging / "import.json").write_text(json.dumps(provenance, indent=1) + "\n")
             if target.exists():
-                retired = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=root))
+                retired = make_staging_dir(root, f".{name}.old-")
                 os.rename(target, retired / name)
                 os.rename(staging, target)
                 shutil.rmtree(retired)
             else:
                 os.rename(staging, target)
+        except OutputError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise OutputError(f"{exc}; nothing was imported (the partial copy was removed)"
+                              ) from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -29,7 +29,7 @@ from typing import Any
 import tomllib
 
 from vqfr.data.images import list_images
-from vqfr.data.pairing import match_stems
+from vqfr.data.pairing import match_stems, require_unique_stems
 from vqfr.errors import DatasetUnavailable, VqfrError
 from vqfr.resources import checkout_folder, declarative_folder
 
@@ -199,6 +199,7 @@ def _scan(name: str, folder: Path, lq_dir: Path, hq_dir: Path | None, manifest: 
         raise DatasetUnavailable(how_to_get(manifest, folder.parent) if manifest else
                                  f"{lq_dir}: no image files")
     if hq_dir is None:
+        require_unique_stems(lq_files, str(lq_dir))
         items = tuple(DatasetItem(p.stem, p) for p in lq_files)
     else:
         match = match_stems(lq_files, list_images(hq_dir), strict=True,

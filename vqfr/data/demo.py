@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ import numpy as np
 
 from vqfr.data.datasets import data_root
 from vqfr.data.degradation import synthesize
-from vqfr.data.images import write_png_atomic
+from vqfr.data.images import make_staging_dir, write_png_atomic
 from vqfr.errors import VqfrError
 
 DEMO_NAME = "demo"
@@ -79,7 +78,7 @@ def make_demo(out: str | os.PathLike | None = None, *, root: str | os.PathLike |
     if target.exists() and any(target.iterdir()) and not force:
         raise VqfrError(f"{target} already exists and is not empty; pass --force to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.demo-", dir=target.parent))
+    staging = make_staging_dir(target.parent, f".{target.name}.demo-")
     try:
         faces = staging / "faces"
         for index in range(count):

@@ -21,6 +21,7 @@ RGBA / grey+alpha                       alpha dropped only if fully opaque, note
 16-bit                                  error; ``allow_16bit=True`` maps to 8 bit by
                                         round(v / 257), noted
 float (EXR, HDR)                        error
+palette (indexed) PNG                   colour table applied (as OpenCV decodes it), noted
 JPEG EXIF orientation != 1              pixels as stored (IMREAD_UNCHANGED), noted: the official
                                         FID (IMREAD_COLOR) would rotate them, PSNR would not
 size != ``size``                        error naming expected and actual; ``resize=True``
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -39,7 +40,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from vqfr.errors import ImageError, VqfrError
+from vqfr.errors import ImageError, VqfrError, output_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -159,6 +160,8 @@ def read_image_with_info(path: str | os.PathLike,
     if fmt == "jpeg" and (orientation := jpeg_exif_orientation(data)) not in (None, 1):
         notes.append(f"EXIF orientation {orientation} ignored (pixels as stored; OpenCV "
                      "IMREAD_COLOR, used by the official FID, would rotate them)")
+    if fmt == "png" and len(data) > 25 and data[25] == 3:   # IHDR colour type 3
+        notes.append("palette -> RGB (colour table applied)")
     height, width = decoded.shape[:2]
     channels = 1 if decoded.ndim == 2 else decoded.shape[2]
     if decoded.dtype == np.uint16:
@@ -231,19 +234,48 @@ def write_png_atomic(path: str | os.PathLike, rgb: np.ndarray) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
-    part: a temporary file in the same folder, fsync, then rename over ``path``."""
+    part: a temporary file in the same folder, fsync, then rename over ``path``. The file gets
+    the permissions any new file gets (0666 less the umask). A failure (disk full, read-only)
+    raises ``OutputError`` naming ``path``, with no temporary file left behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp, fd = _create_hidden(path.parent, f".{path.name}.", ".tmp",
+                                 lambda p: os.open(p, _NEW_FILE_FLAGS, 0o666))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise output_error(path, exc) from None
         raise
+
+
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _create_hidden(folder: Path, prefix: str, suffix: str, create):
+    """``create(path)`` on a fresh hidden name in ``folder`` (hidden: ``list_images`` skips it);
+    returns (path, what create returned). Unlike ``tempfile``, which makes 0600 files and 0700
+    folders, the caller's mode is used, so the umask decides."""
+    for _ in range(100):
+        candidate = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            return candidate, create(candidate)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
+
+
+def make_staging_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new hidden folder ``parent/<prefix><random>`` with the permissions any new folder gets
+    (0777 less the umask), for assembling something that is then renamed into place."""
+    return _create_hidden(Path(parent), prefix, "", lambda p: p.mkdir())[0]
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

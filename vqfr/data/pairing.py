@@ -80,6 +80,18 @@ def _by_stem(paths: Iterable[Path], ambiguous: dict[str, list[Path]]) -> dict[st
     return unique
 
 
+def require_unique_stems(paths: Iterable[str | os.PathLike], label: str) -> None:
+    """Refuse a file list in which two files share a stem (``a.png`` and ``a.jpg``): their
+    outputs and result rows would be indistinguishable."""
+    ambiguous: dict[str, list[Path]] = {}
+    _by_stem(map(Path, paths), ambiguous)
+    if ambiguous:
+        lines = StemMatch(pairs=[], ambiguous=ambiguous).problems()
+        raise PairingError(f"{label}: {len(ambiguous)} name(s) are ambiguous, one output and "
+                           "one result row each is impossible; rename or remove one of each:"
+                           "\n  " + "\n  ".join(lines))
+
+
 def match_stems(a_paths: Iterable[str | os.PathLike], b_paths: Iterable[str | os.PathLike], *,
                 suffixes: Sequence[str] = DEFAULT_SUFFIXES, strict: bool = False,
                 a_label: str = "a", b_label: str = "b") -> StemMatch:

@@ -16,10 +16,14 @@ positions in the dataset's file list (the runner assigns them), which keys per-i
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
+
+from vqfr.errors import VqfrError
 
 REDUCTIONS = ("sum", "cat", "max", "min")
 
@@ -133,3 +137,24 @@ def check_images(restored: torch.Tensor, reference: torch.Tensor | None, metric:
     if reference is not None and reference.shape != restored.shape:
         raise ValueError(f"{metric}: restored {tuple(restored.shape)} and reference "
                          f"{tuple(reference.shape)} differ in shape")
+
+
+
+def read_npz(path, what: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (``keys`` required), loaded without pickle: a file holding
+    object arrays (pickled Python objects) is refused, never unpickled. Any problem is a
+    ``VqfrError`` naming the file and saying it should be ``what``."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":
+                raise ValueError("not an .npz (zip) archive")
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)} (it holds: "
+                                 f"{', '.join(data.files) or 'nothing'})")
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        reason = ("it holds object arrays (pickled Python objects), which are never loaded"
+                  if "Object arrays" in str(exc) else str(exc))
+        raise VqfrError(f"{path}: not usable as {what}: {reason}") from None

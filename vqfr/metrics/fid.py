@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from vqfr.errors import VqfrError
-from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
+from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows, read_npz
 from vqfr.metrics.color import u8_to_minus1_1
 from vqfr.metrics.frechet import frechet_distance
 from vqfr.metrics.weights import Weights, metric_state_dict
@@ -44,8 +44,10 @@ def load_fid_inception(weights: Weights = None,
     state dict / file), loaded strictly."""
     from vqfr.archs.inception import FIDInceptionV3
 
+    from vqfr.zoo.checkpoint import load_into
+
     model = FIDInceptionV3()
-    model.load_state_dict(metric_state_dict(FID.asset, weights, assets), strict=True)
+    load_into(model, *metric_state_dict(FID.asset, weights, assets))
     return model.eval().requires_grad_(False)
 
 
@@ -55,8 +57,7 @@ def load_fid_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     ``.npz`` with ``mean``/``cov`` (or pytorch-fid's ``mu``/``sigma``)."""
     path = Path(path)
     if path.suffix == ".npz":
-        with np.load(path) as data:
-            stats = {k: data[k] for k in data.files}
+        stats = read_npz(path, "FID statistics")
         stats.setdefault("mean", stats.get("mu"))
         stats.setdefault("cov", stats.get("sigma"))
     else:

@@ -67,10 +67,8 @@ def load_arcface(weights: Weights = None, assets: Mapping[str, str] | None = Non
     """ResNetArcFace loaded strictly from ``resnet18_110.pth`` (``module.`` prefix stripped)."""
     from vqfr.zoo.checkpoint import load_into
 
-    state_dict = metric_state_dict(IdentityEmbedder.asset, weights, assets)
     model = ResNetArcFace()
-    load_into(model, state_dict, origin=str(weights) if isinstance(weights, (str, Path))
-              else "ArcFace weights")
+    load_into(model, *metric_state_dict(IdentityEmbedder.asset, weights, assets))
     return model.eval().requires_grad_(False)
 
 

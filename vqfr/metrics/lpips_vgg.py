@@ -46,16 +46,19 @@ def load_lpips_vgg(weights: Weights = None,
     ``pnet_rand=True`` keeps torchvision from downloading ImageNet weights; ours replace them."""
     import lpips
 
-    state_dict = metric_state_dict(LPIPS.asset, weights, assets)
+    from vqfr.zoo.checkpoint import CheckpointError, load_into
+
+    state_dict, origin = metric_state_dict(LPIPS.asset, weights, assets)
+    try:
+        backbone = vgg16_to_lpips_keys(state_dict)
+    except KeyError as exc:
+        raise CheckpointError(f"{origin} is not VGG16 weights: {exc.args[0]}") from None
     with warnings.catch_warnings():  # lpips still calls torchvision's deprecated pretrained=
         warnings.simplefilter("ignore", UserWarning)
         model = lpips.LPIPS(net="vgg", version="0.1", lpips=True, spatial=False, pretrained=True,
                             pnet_rand=True, verbose=False)
-    missing, unexpected = model.load_state_dict(vgg16_to_lpips_keys(state_dict), strict=False)
-    missing_backbone = [k for k in missing if k.startswith("net.")]
-    if unexpected or missing_backbone:
-        raise KeyError(f"VGG16 weights do not fit LPIPS: unexpected {unexpected}, "
-                       f"missing {missing_backbone}")
+    # the backbone strictly (keys and shapes); the linear heads come with the lpips wheel
+    load_into(model.net, {k.removeprefix("net."): v for k, v in backbone.items()}, origin)
     return model.eval().requires_grad_(False)
 
 

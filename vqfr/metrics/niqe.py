@@ -41,7 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
+from vqfr.errors import VqfrError
+from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows, read_npz
 from vqfr.metrics.color import bt601_y, u8_to_unit_float
 from vqfr.metrics.niqe_features import aggd_block_features, imresize_half, split_blocks
 
@@ -55,11 +56,13 @@ def load_niqe_params(path: str | Path | None = None,
         from vqfr.zoo import resolve_asset
 
         path = resolve_asset(NIQE.asset, assets).path
-    with np.load(path) as data:
-        params = {k: np.asarray(data[k], dtype=np.float64)
-                  for k in ("mu_pris_param", "cov_pris_param", "gaussian_window")}
+    keys = ("mu_pris_param", "cov_pris_param", "gaussian_window")
+    arrays = read_npz(path, "a NIQE parameter file", keys)
+    params = {k: np.asarray(arrays[k], dtype=np.float64) for k in keys}
     if params["mu_pris_param"].size != 36 or params["cov_pris_param"].shape != (36, 36):
-        raise ValueError(f"{path}: not a NIQE parameter file (expected 36-d pristine model)")
+        raise VqfrError(f"{path}: not a NIQE parameter file (expected a 36-d pristine model, got "
+                        f"mu {params['mu_pris_param'].shape}, cov "
+                        f"{params['cov_pris_param'].shape})")
     return params
 
 

@@ -1,8 +1,15 @@
 """Build one self-contained report: ``OUT/index.html`` (inline CSS, no scripts, no external
-requests) plus the PNGs it references relatively (``OUT/img/``, ``OUT/fig/``)."""
+requests) plus the PNGs it references relatively (``OUT/img/``, ``OUT/fig/``).
+
+The report is assembled in a hidden staging folder inside ``OUT`` and then moved into place.
+``OUT/.vqfr-report.json`` lists the files it wrote: rebuilding removes only those (a file of an
+older report that the new one does not write), never anything else, and a file of the user's
+that the report would overwrite stops it before anything is moved."""
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,12 +19,14 @@ import jinja2
 
 from vqfr import __version__
 from vqfr.data.datasets import open_dataset
+from vqfr.data.images import atomic_write_bytes, make_staging_dir
 from vqfr.errors import VqfrError
 from vqfr.report import figures, grids, tables
 from vqfr.report.runs import MethodRun, find_method_runs, offset_magnitudes
 from vqfr.report.specs import Spec, load_spec
 
 TEMPLATES = Path(__file__).with_name("templates")
+MANIFEST = ".vqfr-report.json"   # the files the report wrote, relative to OUT
 GRID_METRICS_MAX = 4          # best/median/worst for at most this many metrics per dataset
 OFFSET_IMAGES_MAX = 3         # offset maps shown per run
 
@@ -122,8 +131,51 @@ def build_report(run_dirs: list[Path], out: Path, spec_names: list[str] = (),
     specs: list[Spec] = [load_spec(name) for name in spec_names]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("img", "fig"):        # never mix files of an older report into this one
-        shutil.rmtree(out / sub, ignore_errors=True)
+    staging = make_staging_dir(out, ".report-")
+    try:
+        _render(runs, specs, [str(d) for d in run_dirs], staging, profile, title)
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / "index.html"
+
+
+def _previous_files(out: Path) -> set[str]:
+    try:
+        listed = json.loads((out / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    # only plain relative names inside OUT count: the list is data, not instructions
+    return {name for name in listed if isinstance(name, str) and ".." not in Path(name).parts
+            and not Path(name).is_absolute()}
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the staged files into ``out``; remove what the previous report wrote and this one
+    does not; refuse (before moving anything) to overwrite a file the report did not write."""
+    previous = _previous_files(out)
+    written = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    foreign = [name for name in written
+               if (out / name).exists() and name not in previous]
+    if foreign:
+        raise VqfrError(
+            f"{out}: the report would overwrite {len(foreign)} file(s) it did not write: "
+            + ", ".join(foreign[:8]) + (", ..." if len(foreign) > 8 else "")
+            + "; nothing was changed. Choose another output folder or move them.")
+    manifest = out / MANIFEST
+    atomic_write_bytes(manifest, json.dumps({"files": sorted(previous | set(written))},
+                                            indent=1).encode())
+    for name in written:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / name, out / name)
+    for name in sorted(previous - set(written)):
+        (out / name).unlink(missing_ok=True)
+    atomic_write_bytes(manifest, json.dumps({"files": written}, indent=1).encode())
+
+
+def _render(runs: list[MethodRun], specs: list[Spec], run_dirs: list[str], out: Path,
+            profile: Path | None, title: str) -> None:
+    """Write index.html, img/ and fig/ into ``out``."""
     warnings: list[str] = [f"{run.label} on {run.dataset}: {note}"
                            for run in runs for note in run.unofficial_files()]
 
@@ -151,12 +203,8 @@ def build_report(run_dirs: list[Path], out: Path, spec_names: list[str] = (),
         efficiency = efficiency_view(Path(profile), [s for s in specs if s.kind == "efficiency"])
 
     report = Report(title, _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    [str(d) for d in run_dirs], report_tables, datasets,
+                    run_dirs, report_tables, datasets,
                     [(s, p) for s, p in sweeps if p], _offset_sections(runs, out), efficiency,
                     runs, warnings)
     html = _environment().get_template("report.html.j2").render(r=report, version=__version__)
-    index = out / "index.html"
-    tmp = index.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(index)
-    return index
+    atomic_write_bytes(out / "index.html", html.encode("utf-8"))

@@ -14,14 +14,14 @@ import torch
 from vqfr.data.datasets import Dataset, load_manifest, open_dataset
 from vqfr.data.images import list_images
 from vqfr.data.pairing import match_stems
-from vqfr.errors import AssetUnavailable, DatasetUnavailable, VqfrError
+from vqfr.errors import AssetUnavailable, DatasetUnavailable, OutputError, VqfrError
 from vqfr.run.distributed import DistContext, init_distributed
 from vqfr.run.methods import PAPER_METHODS, Method, parse_methods
 from vqfr.run.metricset import MetricSet, merge_batch_states, metric_assets
 from vqfr.run.progress import RunLog
 from vqfr.run.restorer import Restorer, SweepRestorer, make_deterministic, sweep_family
-from vqfr.run.results import (command_line, format_table, results_table, runtime_versions,
-                              write_per_image_csv, write_summary)
+from vqfr.run.results import (command_line, conversion_summary, format_table, results_table,
+                              runtime_versions, write_per_image_csv, write_summary)
 from vqfr.run.runner import Item, MethodPass, run_in_lockstep
 from vqfr.zoo.resolve import NonOfficialAsset, check_assets, missing_files_text, start_run
 
@@ -89,6 +89,11 @@ def run_benchmark(cfg: RunConfig) -> RunReport:
     ctx = init_distributed(cfg.device)
     try:
         return _run(cfg, ctx)
+    except OutputError as exc:
+        raise OutputError(
+            f"{exc}.\nKept in {cfg.out}: every restored image already journaled and the metric "
+            "states of every finished batch; nothing partly written is used. Free space (or fix "
+            "the permissions) and rerun the same command to resume.") from None
     finally:
         ctx.close()
 
@@ -103,7 +108,8 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
     log = RunLog(Path(cfg.out) / "log.txt", quiet=cfg.quiet, enabled=ctx.is_main)
     log(f"run {command_line()}: dataset {dataset.name} ({dataset.count} images, "
         f"{'paired' if dataset.paired else 'no references'}), world size {ctx.world_size}, "
-        f"{device}, {cfg.dtype}, batch {cfg.batch_size}")
+        f"{device}, {cfg.dtype}, batch {cfg.batch_size}, "
+        f"{torch.get_num_threads()} CPU thread(s) per process")
     spellings = metric_spellings(cfg, dataset.manifest)
     needed = needed_assets(methods, spellings, cfg.metric_options)
     found, missing = _resolve_files(cfg, ctx, needed, log)
@@ -169,6 +175,7 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
             summaries[method.slug] = summary
             report.method_dirs[method.slug] = one_pass.method_dir
     report.summaries = [summaries[m.slug] for m in methods if m.slug in summaries]
+    _log_conversions(report.summaries, log)
     if ctx.is_main and report.summaries:
         report.table = results_table(report.summaries)
         log(format_table(report.table, dataset.name), echo=False)
@@ -240,6 +247,16 @@ def needed_assets(methods: list[Method], metric_spellings: list[str],
     for asset, users in metric_assets(metric_spellings, metric_options).items():
         needed.setdefault(asset, []).extend(users)
     return needed
+
+
+def _log_conversions(summaries: list[dict], log: RunLog) -> None:
+    """Each file converted on reading, once per run (the methods share the dataset's files)."""
+    files: dict[str, set[str]] = {}
+    for summary in summaries:
+        for note, converted in summary.get("conversions", {}).items():
+            files.setdefault(note, set()).update(converted["files"])
+    for note, names in sorted(files.items()):
+        log(f"converted on reading, {note}: {len(names)} file(s): {', '.join(sorted(names))}")
 
 
 def sweep_groups(methods: list[Method]) -> list[list[Method]]:
@@ -316,6 +333,16 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
         one_pass.cache.save({k: v for p in parts for k, v in p.entries.items()})
         log(f"{method.label}: {restored} restored, {reused} reused from the cache, "
             f"{len(failed)} failed, {max(p.seconds for p in parts):.1f} s")
+        replaced = sorted(stem for p in parts for stem in p.replaced)
+        if replaced:
+            log(f"{method.label}: {len(replaced)} restored image(s) had been changed since they "
+                f"were written, restored again: {', '.join(replaced)}")
+        threads = [p.threads for p in parts]
+        reused_threads = sorted(set().union(*(p.reused_threads for p in parts)))
+        if len(set(threads)) > 1 or reused_threads:
+            log(f"{method.label}: warning: CPU thread counts differ (this run: {threads} per "
+                f"process" + (f"; reused work: {reused_threads}" if reused_threads else "")
+                + "): float results can differ in the last bits from a run at one thread count")
         if failed:
             listing = "\n  ".join(f"{stem}: {why}" for stem, why in sorted(failed.items()))
             raise VqfrError(f"{len(failed)} of {len(items)} images could not be used, so no "
@@ -333,12 +360,18 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
                                 else {"folder": str(method.folder)}),
                     "weights": weights},
             results=results, metrics=metrics.metrics,
-            counts={"images": len(items), "restored": restored, "reused": reused, "failed": []},
+            counts={"images": len(items), "restored": restored, "reused": reused, "failed": [],
+                    "restored_again": replaced},
             provenance={**runtime_versions(), "device": device_description(device),
                         "dtype": cfg.dtype, "batch_size": cfg.batch_size,
-                        "world_size": ctx.world_size, "seed": cfg.seed,
-                        "command": command_line(), "started": started, "finished": finished,
-                        "assets": assets},
+                        "world_size": ctx.world_size,
+                        "threads": threads[0] if len(set(threads)) == 1 else threads,
+                        **({"reused_threads": reused_threads} if reused_threads else {}),
+                        "seed": cfg.seed, "command": command_line(), "started": started,
+                        "finished": finished, "assets": assets},
+            conversions=conversion_summary(
+                {file: notes for p in parts for file, notes in p.conversions.items()},
+                dataset.root),
             skipped_metrics=metrics.skipped)
     finally:
         ctx.barrier()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vqfr.data.images import atomic_write_bytes
+from vqfr.errors import output_error
 from vqfr.run.methods import options_digest
 
 CACHE_SCHEMA = "vqfr-eval/cache/1"
@@ -33,10 +34,13 @@ def pixels_sha256(rgb: np.ndarray) -> str:
 
 
 class RestoreCache:
-    """``cache.json``: {"schema", "key", "key_sha256", "images": {stem: {"input_sha256",
-    "output_sha256"}}}. An entry is reused only under the same key and input hash. Images
-    finished since ``cache.json`` was written are in ``journal-<rank>.jsonl`` (one per process,
-    so ranks never write the same file); ``save`` folds them in."""
+    """``cache.json``: {"schema", "key", "key_sha256", "images": {stem: entry}}, an entry being
+    {"input_sha256", "output_sha256" (decoded pixels), "png_size", "png_mtime_ns" (the written
+    PNG as it was journaled), "threads" (torch CPU threads of the restoring process),
+    "input_notes", "reference_sha256", "reference_notes" (conversions on reading)}. An entry is
+    reused only under the same key and input hash. Images finished since ``cache.json`` was
+    written are in ``journal-<rank>.jsonl`` (one per process, so ranks never write the same
+    file); ``save`` folds them in."""
 
     def __init__(self, method_dir: Path, key: dict[str, Any], rank: int = 0) -> None:
         self.dir = Path(method_dir)
@@ -44,7 +48,7 @@ class RestoreCache:
         self.journal = self.dir / f"journal-{rank}.jsonl"
         self.key = key
         self.key_sha256 = options_digest(key)
-        self.entries: dict[str, dict[str, str]] = {}
+        self.entries: dict[str, dict] = {}
         self._journal_file = None
         self._load()
 
@@ -62,15 +66,26 @@ class RestoreCache:
                     if entry and "stem" in entry:  # a torn last line is skipped
                         self.entries[entry.pop("stem")] = entry
 
-    def lookup(self, stem: str, input_sha256: str) -> str | None:
-        """The cached output's pixel hash, if this input was restored under this key."""
+    def entry(self, stem: str, input_sha256: str) -> dict | None:
+        """The cache entry, if this input was restored under this key."""
         entry = self.entries.get(stem)
-        if entry and entry.get("input_sha256") == input_sha256:
-            return entry["output_sha256"]
+        if entry and entry.get("input_sha256") == input_sha256 and "output_sha256" in entry:
+            return entry
         return None
 
-    def record(self, finished: dict[str, dict[str, str]]) -> None:
+    def lookup(self, stem: str, input_sha256: str) -> str | None:
+        """The cached output's pixel hash, if this input was restored under this key."""
+        entry = self.entry(stem, input_sha256)
+        return entry["output_sha256"] if entry else None
+
+    def record(self, finished: dict[str, dict]) -> None:
         """Journal a batch of finished images (after their PNGs are in place)."""
+        try:
+            self._append(finished)
+        except OSError as exc:    # a torn last line is skipped when the journal is read
+            raise output_error(self.journal, exc) from None
+
+    def _append(self, finished: dict[str, dict]) -> None:
         if self._journal_file is None:
             self.dir.mkdir(parents=True, exist_ok=True)
             fresh = not self.journal.exists() or self._journal_key() != self.key_sha256
@@ -95,7 +110,7 @@ class RestoreCache:
             self._journal_file.close()
             self._journal_file = None
 
-    def save(self, more: dict[str, dict[str, str]] | None = None) -> None:
+    def save(self, more: dict[str, dict] | None = None) -> None:
         """Write ``cache.json`` with every entry (plus ``more``: other ranks' new entries)
         atomically, then drop the journals it now covers. Rank 0 only, after the others
         finished."""
@@ -117,7 +132,9 @@ class StateStore:
     def __init__(self, method_dir: Path, metric_id: str) -> None:
         self.dir = Path(method_dir) / "states" / metric_id
 
-    def load(self, batch: int, fingerprints: dict[str, str]) -> dict[str, torch.Tensor] | None:
+    def load(self, batch: int, fingerprints: dict[str, str]
+             ) -> tuple[dict[str, torch.Tensor], int | None] | None:
+        """(states, torch CPU threads they were computed with, None if not recorded)."""
         path = self.dir / f"{batch:06d}.pt"
         if not path.exists():
             return None
@@ -125,14 +142,16 @@ class StateStore:
             saved = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # unreadable: recompute
             return None
-        return saved["states"] if saved.get("images") == fingerprints else None
+        if saved.get("images") != fingerprints:
+            return None
+        return saved["states"], saved.get("threads")
 
     def save(self, batch: int, fingerprints: dict[str, str],
-             states: dict[str, torch.Tensor]) -> None:
+             states: dict[str, torch.Tensor], threads: int | None = None) -> None:
         import io
 
         buffer = io.BytesIO()
-        torch.save({"images": fingerprints,
+        torch.save({"images": fingerprints, "threads": threads,
                     "states": {k: v.detach().cpu().clone() for k, v in states.items()}}, buffer)
         atomic_write_bytes(self.dir / f"{batch:06d}.pt", buffer.getvalue())
 

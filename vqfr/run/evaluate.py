@@ -10,12 +10,13 @@ from typing import Any
 import torch
 
 from vqfr.data.images import list_images
-from vqfr.data.pairing import match_stems
+from vqfr.data.pairing import match_stems, require_unique_stems
 from vqfr.errors import VqfrError
 from vqfr.run.distributed import DistContext
 from vqfr.run.methods import Method
 from vqfr.run.metricset import MetricSet, metric_assets
-from vqfr.run.results import command_line, json_number, metric_info, runtime_versions
+from vqfr.run.results import (command_line, conversion_summary, json_number, metric_info,
+                              runtime_versions)
 from vqfr.run.runner import Item, MethodPass
 from vqfr.zoo.resolve import check_assets, missing_files_text, start_run
 
@@ -25,6 +26,7 @@ def folder_items(restored: Path, gt: Path | None) -> list[Item]:
     if not files:
         raise VqfrError(f"{restored}: no image files")
     if gt is None:
+        require_unique_stems(files, str(restored))
         return [Item(i, p.stem, p, None) for i, p in enumerate(files)]
     match = match_stems(files, list_images(gt), strict=True, a_label=str(restored),
                         b_label=str(gt))
@@ -71,6 +73,7 @@ def evaluate_folders(restored: Path, gt: Path | None, metric_names: list[str],
             "per_image": per_image,
             "options": metric_info(metrics.metrics, results),
             "skipped": metrics.skipped, "missing_files": missing_files,
+            "conversions": conversion_summary(outcome.conversions),
             "provenance": {**runtime_versions(), "restored": str(restored),
                            "gt": str(gt) if gt else None, "count": len(items),
                            "device": device, "command": command_line(),

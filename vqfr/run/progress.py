@@ -7,6 +7,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from vqfr.errors import output_error
+
 
 def progress(total: int, desc: str, enabled: bool = True) -> tqdm:
     """A bar on stderr when it is a terminal; none in a log file (no carriage returns or
@@ -23,13 +25,19 @@ class RunLog:
         self.quiet = quiet
         self.enabled = enabled
         if self.path and enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise output_error(self.path.parent, exc) from None
 
     def __call__(self, message: str, echo: bool = True) -> None:
         if not self.enabled:
             return
         if self.path:
-            with open(self.path, "a") as f:
-                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+            try:
+                with open(self.path, "a") as f:
+                    f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+            except OSError as exc:
+                raise output_error(self.path, exc) from None
         if echo and not self.quiet:
             tqdm.write(message, file=sys.stderr)

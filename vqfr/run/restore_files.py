@@ -22,15 +22,28 @@ def input_files(path: Path) -> list[Path]:
     raise VqfrError(f"--input {path}: no such file or directory")
 
 
-def restore_files(restorer: Restorer, inputs: list[Path], output_dir: Path,
-                  batch_size: int = 1, allow_size: str = "512", workers: int = 2,
-                  show_progress: bool = True) -> dict[Path, str]:
-    """Restore ``inputs`` in batches of same-size images; returns {file: why it failed}."""
+def check_outputs(inputs: list[Path], output_dir: Path) -> None:
+    """Refuse, before anything is restored, outputs that two inputs would share or that would
+    replace an input (``--output`` equal to ``--input``)."""
     stems = [p.stem for p in inputs]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
         raise VqfrError("several inputs would be written to the same output name: "
                         + ", ".join(f"{s}.png" for s in clashes))
+    replaced = [p for p in inputs
+                if (Path(output_dir) / f"{p.stem}.png").resolve() == Path(p).resolve()]
+    if replaced:
+        raise VqfrError(f"--output {output_dir}: the results would overwrite {len(replaced)} "
+                        f"input file(s) ({', '.join(str(p) for p in replaced[:5])}"
+                        f"{', ...' if len(replaced) > 5 else ''}); nothing was written. "
+                        "Choose another output folder.")
+
+
+def restore_files(restorer: Restorer, inputs: list[Path], output_dir: Path,
+                  batch_size: int = 1, allow_size: str = "512", workers: int = 2,
+                  show_progress: bool = True) -> dict[Path, str]:
+    """Restore ``inputs`` in batches of same-size images; returns {file: why it failed}."""
+    check_outputs(inputs, output_dir)
     failed: dict[Path, str] = {}
     bar = progress(len(inputs), restorer.method.slug, show_progress)
 

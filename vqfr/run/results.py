@@ -67,13 +67,31 @@ def metric_info(metrics: dict[str, Any], results: dict[str, MetricResult]) -> di
     return info
 
 
+def conversion_summary(conversions: dict[str, list[str]], root: Path | None = None
+                       ) -> dict[str, dict[str, Any]]:
+    """{file: reading notes} -> {note: {"count", "files"}}; files under ``root`` (the dataset's
+    folder) are named relative to it."""
+    grouped: dict[str, list[str]] = {}
+    for file, notes in conversions.items():
+        name = Path(file)
+        if root is not None and name.is_relative_to(root):
+            name = name.relative_to(root)
+        for note in notes:
+            grouped.setdefault(note, []).append(name.as_posix())
+    return {note: {"count": len(files), "files": sorted(files)}
+            for note, files in sorted(grouped.items())}
+
+
 def write_summary(path: Path, *, dataset: dict, method: dict, results: dict[str, MetricResult],
                   metrics: dict[str, Any], counts: dict, provenance: dict,
+                  conversions: dict[str, dict] | None = None,
                   skipped_metrics: dict[str, str] | None = None) -> dict:
     summary = {"schema": SUMMARY_SCHEMA, "dataset": dataset, "method": method,
                "metrics": {name: json_number(float(r.value)) for name, r in results.items()},
                "metric_info": metric_info(metrics, results), "counts": counts,
                "provenance": provenance}
+    if conversions is not None:
+        summary["conversions"] = conversions
     if skipped_metrics:
         summary["skipped_metrics"] = skipped_metrics
     atomic_write_json(path, summary)

@@ -2,21 +2,32 @@
 restore cache), written as PNG and measured by every metric from the same in-memory uint8 array.
 
 Work is organised in batches of the dataset's global order (batch k = images k*B .. k*B+B-1).
-A batch is the unit of caching, resuming and sharding: its PNGs and journal lines are written
-before its metric states, the next batch is read by a prefetch thread while the current one
-runs, and PNGs are encoded by writer threads while the metrics update.
+A batch is the unit of caching, resuming and sharding. Its restored PNGs are written (by writer
+threads, while the batch's other shapes are still being restored) and journaled before any
+metric sees them: a written PNG with its journal line is the commit point, so a run killed while
+measuring a batch restores nothing of it again. The next batch is read by a prefetch thread
+while the current one runs. A reused PNG whose size or modification time differs from its
+journal entry is decoded and checked against the journaled pixel hash; if it was changed, it is
+restored again.
+
+Files converted on reading (greyscale, palette, opaque alpha, EXIF orientation: see
+``vqfr.data.images``) are noted per file; the notes are kept in the journal, so a rerun that
+reuses everything still reports them.
 
 Determinism: with the same batch size, device and dtype, a fresh run, a rerun, a resumed run and
 an N-process run give bit-identical PNGs and numbers (same batches; deterministic kernels, on CPU
 by nature, on CUDA by ``make_deterministic``; per-batch metric states merged in batch order).
-Across batch sizes, devices or dtypes the model's float output changes in the last bits, which
-moves a few uint8 values by one level (VQFR v1 at 512 on CPU, batch 4 vs 1: PSNR 2e-6 dB, NIQE
-2e-3 apart). The restore cache key holds the dtype but not the batch size: a rerun with another
-batch size reuses the images.
+Across batch sizes, devices, dtypes or CPU thread counts the float results change in the last
+bits, which moves a few uint8 values by one level (VQFR v1 at 512 on CPU, batch 4 vs 1: PSNR
+2e-6 dB, NIQE 2e-3 apart; FID features at 1 vs 2 threads: 3e-11 on 1.4e-6). The restore cache
+key holds the dtype but not the batch size or thread count: a rerun with another batch size
+reuses the images. Journal entries and stored batch states record the thread count they were
+made with, so a pass that reuses work made at another count says so (``reused_threads``).
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,8 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqfr.data.images import read_image, sha256_file, write_png_atomic
-from vqfr.errors import ImageError, VqfrError
+from vqfr.data.images import read_image_with_info, sha256_file, write_png_atomic
+from vqfr.errors import ImageError, OutputError, VqfrError
 from vqfr.run.cache import RestoreCache, StateStore, pixels_sha256
 from vqfr.run.distributed import DistContext
 from vqfr.run.methods import Method
@@ -50,9 +61,13 @@ class PassOutcome:
     restored: int = 0
     reused: int = 0
     failed: dict[str, str] = field(default_factory=dict)     # stem -> reason
-    entries: dict[str, dict[str, str]] = field(default_factory=dict)  # new cache entries
+    entries: dict[str, dict] = field(default_factory=dict)   # cache entries journaled
     seconds: float = 0.0
     error: str | None = None       # why the pass stopped early (a VqfrError's message)
+    replaced: list[str] = field(default_factory=list)   # reused PNGs found changed: restored
+    conversions: dict[str, list[str]] = field(default_factory=dict)  # file -> reading notes
+    threads: int = 0                                     # torch CPU threads of this process
+    reused_threads: set[int] = field(default_factory=set)  # other counts of reused work
 
 
 @dataclass
@@ -62,11 +77,16 @@ class _Batch:
     input_sha: list[str]
     reference_sha: list[str]
     cached_sha: list[str | None]          # output pixel hash when reused from the cache
-    sources: dict[int, np.ndarray]        # position -> decoded input (to restore)
-    outputs: dict[int, np.ndarray]        # position -> decoded cached output (to measure)
-    references: dict[int, np.ndarray]
+    cached: list[dict | None]             # the reused cache entries
     failed: dict[str, str]
+    sources: dict[int, np.ndarray] = field(default_factory=dict)  # position -> input to restore
+    outputs: dict[int, np.ndarray] = field(default_factory=dict)  # position -> cached output
+    references: dict[int, np.ndarray] = field(default_factory=dict)
     stored: dict[str, dict | None] = field(default_factory=dict)  # metric -> loaded states
+    stored_threads: set[int] = field(default_factory=set)   # thread counts of loaded states
+    notes: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (role, pos) -> notes
+    refresh: set[int] = field(default_factory=set)   # reused PNGs whose stat is re-journaled
+    replaced: list[str] = field(default_factory=list)
 
 
 def to_batch_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -108,12 +128,17 @@ class MethodPass:
     def _output_path(self, item: Item) -> Path:
         return self.images_dir / f"{item.stem}.png" if self.write_images else item.source
 
-    def _read(self, path: Path, failed: dict[str, str], stem: str) -> np.ndarray | None:
+    def _read(self, batch: _Batch, p: int, role: str) -> np.ndarray | None:
+        """Decode the position's input (``role`` "input") or reference, noting conversions; a
+        file that cannot be used fails its item."""
+        item = batch.items[p]
         try:
-            return read_image(path)
+            array, info = read_image_with_info(item.source if role == "input" else item.reference)
         except ImageError as exc:
-            failed[stem] = str(exc)
+            batch.failed[item.stem] = str(exc)
             return None
+        batch.notes[(role, p)] = list(info.notes)
+        return array
 
     def _prepare(self, number: int, items: list[Item], pool: ThreadPoolExecutor) -> _Batch:
         failed: dict[str, str] = {}
@@ -124,39 +149,58 @@ class MethodPass:
         reference_sha = list(pool.map(
             lambda it: _sha_or_error(it.reference) if it.reference and
             self.metrics.needs_reference else "", items))
-        cached_sha = [self.cache.lookup(it.stem, sha) if self.write_images is False or
-                      self._output_path(it).exists() else None
-                      for it, sha in zip(items, input_sha)]
-        restore_pos = [p for p, sha in enumerate(cached_sha)
-                       if sha is None and items[p].stem not in failed]
-        sources = dict(zip(restore_pos, pool.map(
-            lambda p: self._read(items[p].source, failed, items[p].stem), restore_pos)))
-        batch = _Batch(number, items, input_sha, reference_sha, cached_sha,
-                       {p: a for p, a in sources.items() if a is not None}, {}, {}, failed)
-        if self._metrics_to_update(batch, cached_sha):
-            cached_pos = [p for p, sha in enumerate(cached_sha) if sha is not None]
-            outputs = pool.map(lambda p: self._read_cached(items[p], cached_sha[p]), cached_pos)
-            for p, array in zip(cached_pos, outputs):
-                if array is None:   # the PNG was changed or removed: restore it again
-                    batch.cached_sha[p] = None
-                    array = self._read(items[p].source, failed, items[p].stem)
-                    if array is not None:
-                        batch.sources[p] = array
-                else:
+        cached: list[dict | None] = []
+        suspects = []         # reused PNGs whose size or mtime is not the journaled one
+        for p, (item, sha) in enumerate(zip(items, input_sha)):
+            entry = self.cache.entry(item.stem, sha)
+            if entry is not None and self.write_images:
+                written = _stat_or_none(self._output_path(item))
+                if written is None:
+                    entry = None
+                elif (entry.get("png_size"), entry.get("png_mtime_ns")) != \
+                        (written.st_size, written.st_mtime_ns):
+                    suspects.append(p)
+            cached.append(entry)
+        batch = _Batch(number, items, input_sha, reference_sha,
+                       [e["output_sha256"] if e else None for e in cached], cached, failed)
+        for p, array in zip(suspects, pool.map(lambda p: self._read_cached(batch, p), suspects)):
+            if array is None:
+                batch.replaced.append(items[p].stem)
+            else:
+                batch.outputs[p] = array
+                batch.refresh.add(p)
+        if self._metrics_to_update(batch, batch.cached_sha):
+            unread = [p for p, sha in enumerate(batch.cached_sha)
+                      if sha is not None and p not in batch.outputs]
+            for p, array in zip(unread, pool.map(lambda p: self._read_cached(batch, p), unread)):
+                if array is not None:
                     batch.outputs[p] = array
             if self.metrics.needs_reference:
                 ref_pos = [p for p, it in enumerate(items) if it.reference is not None]
-                refs = pool.map(lambda p: self._read(items[p].reference, failed, items[p].stem),
-                                ref_pos)
+                refs = pool.map(lambda p: self._read(batch, p, "reference"), ref_pos)
                 batch.references = {p: a for p, a in zip(ref_pos, refs) if a is not None}
+        restore_pos = [p for p, sha in enumerate(batch.cached_sha)
+                       if sha is None and items[p].stem not in failed]
+        for p, array in zip(restore_pos, pool.map(lambda p: self._read(batch, p, "input"),
+                                                   restore_pos)):
+            if array is not None:
+                batch.sources[p] = array
         return batch
 
-    def _read_cached(self, item: Item, expected_sha: str) -> np.ndarray | None:
+    def _read_cached(self, batch: _Batch, p: int) -> np.ndarray | None:
+        """The reused output if its pixels are the journaled ones; else None, and the position
+        is to be restored again (its PNG was changed or removed)."""
+        item = batch.items[p]
         try:
-            array = read_image(self._output_path(item))
+            array, info = read_image_with_info(self._output_path(item))
         except ImageError:
+            array = None
+        if array is None or pixels_sha256(array) != batch.cached_sha[p]:
+            batch.cached_sha[p] = batch.cached[p] = None
             return None
-        return array if pixels_sha256(array) == expected_sha else None
+        if not self.write_images:     # a folder method's output is the user's file
+            batch.notes[("input", p)] = list(info.notes)
+        return array
 
     # -- metrics bookkeeping -----------------------------------------------------------------
     def _fingerprints(self, batch: _Batch, output_sha: list[str | None]) -> dict[str, str]:
@@ -171,8 +215,10 @@ class MethodPass:
         if any(sha is None for sha in output_sha):
             return list(self.metrics.metrics)
         fingerprints = self._fingerprints(batch, output_sha)
-        batch.stored = {name: store.load(batch.number, fingerprints)
-                        for name, store in self.stores.items()}
+        loaded = {name: store.load(batch.number, fingerprints)
+                  for name, store in self.stores.items()}
+        batch.stored = {name: found[0] if found else None for name, found in loaded.items()}
+        batch.stored_threads = {found[1] for found in loaded.values() if found and found[1]}
         return [name for name, states in batch.stored.items() if states is None]
 
     # -- the pass ---------------------------------------------------------------------------
@@ -185,7 +231,8 @@ class MethodPass:
         """The pass, one batch per step (a generator): several passes over the same items can
         go batch by batch in lockstep (:func:`run_in_lockstep`). The result is ``self.outcome``."""
         outcome = self.outcome = PassOutcome(
-            batch_states={name: {} for name in self.metrics.metrics})
+            batch_states={name: {} for name in self.metrics.metrics},
+            threads=torch.get_num_threads())
         # Only this pass's own time counts: in lockstep the other passes run between its steps.
         resumed = time.perf_counter()
         self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -214,8 +261,8 @@ class MethodPass:
     def _run_batch(self, batch: _Batch, pool: ThreadPoolExecutor, outcome: PassOutcome) -> None:
         output_sha = list(batch.cached_sha)
         restored = dict(batch.outputs)
-        writes: list[Future] = []
-        new_entries: dict[str, dict[str, str]] = {}
+        writes: list[tuple[int, Future]] = []
+        new_entries: dict[str, dict] = {}
         for positions, lq in self._restore_groups(batch):
             arrays = to_arrays(self.restore(lq) if self.restore else lq)
             for p, array in zip(positions, arrays):
@@ -223,29 +270,80 @@ class MethodPass:
                 restored[p] = array
                 output_sha[p] = pixels_sha256(array)
                 if self.write_images:
-                    writes.append(pool.submit(write_png_atomic, self._output_path(item), array))
+                    writes.append((p, pool.submit(write_png_atomic, self._output_path(item),
+                                                  array)))
                 new_entries[item.stem] = {"input_sha256": batch.input_sha[p],
-                                          "output_sha256": output_sha[p]}
+                                          "output_sha256": output_sha[p],
+                                          "threads": outcome.threads}
         outcome.restored += len(new_entries)
-        outcome.reused += sum(1 for p, sha in enumerate(batch.cached_sha)
-                              if sha is not None and batch.items[p].stem not in batch.failed)
+        reused = [p for p, sha in enumerate(batch.cached_sha)
+                  if sha is not None and batch.items[p].stem not in batch.failed]
+        outcome.reused += len(reused)
+        outcome.reused_threads.update(batch.cached[p]["threads"] for p in reused
+                                      if batch.cached[p].get("threads") not in
+                                      (None, outcome.threads))
+        outcome.replaced += batch.replaced
+
+        # The commit point: the batch's PNGs are in place and journaled before any metric runs.
+        for p, write in writes:
+            write.result()
+            new_entries[batch.items[p].stem].update(_png_stat(self._output_path(batch.items[p])))
+        journal = self._entries_to_journal(batch, new_entries, reused)
+        if journal:
+            self.cache.record(journal)
+            outcome.entries.update(journal)
+        for p, sha in enumerate(output_sha):
+            if sha is not None and batch.items[p].stem not in batch.failed:
+                self._note_conversions(batch, p, outcome)
 
         names = (self._metrics_to_update(batch, output_sha) if new_entries or not batch.stored
                  else [name for name, states in batch.stored.items() if states is None])
         for name in set(self.metrics.metrics) - set(names):
             outcome.batch_states[name][batch.number] = batch.stored[name]
+        outcome.reused_threads.update(batch.stored_threads - {outcome.threads})
         if names:
             states = self.metrics.update(names, self._metric_groups(batch, restored))
             fingerprints = self._fingerprints(batch, output_sha)
             for name, state in states.items():
-                self.stores[name].save(batch.number, fingerprints, state)
+                self.stores[name].save(batch.number, fingerprints, state, outcome.threads)
                 outcome.batch_states[name][batch.number] = state
-        for write in writes:
-            write.result()
-        if new_entries:
-            self.cache.record(new_entries)
-            outcome.entries.update(new_entries)
         outcome.failed.update(batch.failed)
+
+    def _entries_to_journal(self, batch: _Batch, new_entries: dict[str, dict],
+                            reused: list[int]) -> dict[str, dict]:
+        """The new entries, and the reused ones whose PNG stat or reading notes this batch
+        refreshed, each with the notes of the files read for it."""
+        journal = {}
+        for p, item in enumerate(batch.items):
+            if item.stem in new_entries:
+                entry = new_entries[item.stem]
+            elif p in reused:
+                entry = dict(batch.cached[p])
+            else:
+                continue
+            if p in batch.refresh:
+                entry.update(_png_stat(self._output_path(item)))
+            if ("input", p) in batch.notes:
+                entry["input_notes"] = batch.notes[("input", p)]
+            if ("reference", p) in batch.notes:
+                entry.update(reference_sha256=batch.reference_sha[p],
+                             reference_notes=batch.notes[("reference", p)])
+            if item.stem in new_entries or entry != batch.cached[p]:
+                journal[item.stem] = entry
+        return journal
+
+    def _note_conversions(self, batch: _Batch, p: int, outcome: PassOutcome) -> None:
+        """The reading notes of the position's files: from this batch's reads, else from the
+        reused journal entry (the reference's only while its hash is the journaled one)."""
+        item = batch.items[p]
+        entry = batch.cached[p] or {}
+        input_notes = batch.notes.get(("input", p), entry.get("input_notes"))
+        reference_notes = batch.notes.get(("reference", p))
+        if reference_notes is None and entry.get("reference_sha256") == batch.reference_sha[p]:
+            reference_notes = entry.get("reference_notes")
+        for path, notes in ((item.source, input_notes), (item.reference, reference_notes)):
+            if path is not None and notes:
+                outcome.conversions[str(path)] = list(notes)
 
     def _restore_groups(self, batch: _Batch):
         """(positions, uint8 batch) per input shape, after the size check."""
@@ -295,12 +393,27 @@ def run_in_lockstep(passes: list[MethodPass]) -> list[PassOutcome]:
         for one_pass, step in list(steps):
             try:
                 finished = next(step, None) is None
+            except OutputError:        # a full or read-only disk stops every pass
+                raise
             except VqfrError as exc:   # steps() set its outcome before any work
                 one_pass.outcome.error = str(exc)
                 finished = True
             if finished:
                 steps.remove((one_pass, step))
     return [p.outcome for p in passes]
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _png_stat(path: Path) -> dict[str, int]:
+    """What a written PNG is recognised by on a rerun without decoding it."""
+    written = os.stat(path)
+    return {"png_size": written.st_size, "png_mtime_ns": written.st_mtime_ns}
 
 
 def _sha_or_error(path: Path) -> str:

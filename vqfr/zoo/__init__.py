@@ -37,7 +37,8 @@ def list_assets() -> list[str]:
 
 
 def parse_asset_overrides(items: Iterable[str] | None) -> dict[str, Path]:
-    """``["NAME=PATH", ...]`` (the ``--asset`` option of every command) -> {name: path}."""
+    """``["NAME=PATH", ...]`` (the ``--asset`` option of every command) -> {name: path}; every
+    PATH must be an existing file."""
     overrides: dict[str, Path] = {}
     for item in items or ():
         name, sep, path = item.partition("=")
@@ -50,5 +51,9 @@ def parse_asset_overrides(items: Iterable[str] | None) -> dict[str, Path]:
                             f"{', '.join(list_assets())}")
         if name in overrides:
             raise VqfrError(f"--asset {name}=... given twice")
-        overrides[name] = Path(path).expanduser()
+        file = Path(path).expanduser()
+        if not file.is_file():   # a named file that is not there is a typo, never a skip
+            raise VqfrError(f"--asset {item!r}: {file} "
+                            f"{'is not a file' if file.exists() else 'does not exist'}")
+        overrides[name] = file
     return overrides
