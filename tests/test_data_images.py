@@ -108,6 +108,16 @@ def test_rgba_opaque_dropped_transparent_refused(tmp_path):
     np.testing.assert_array_equal(rgb, RGB)
 
 
+def test_palette_png_is_decoded_and_noted(tmp_path):
+    from PIL import Image
+
+    indexed = Image.fromarray(RGB).convert("P", palette=Image.ADAPTIVE, colors=16)
+    indexed.save(tmp_path / "p.png")
+    rgb, info = read_image_with_info(tmp_path / "p.png")
+    np.testing.assert_array_equal(rgb, np.asarray(indexed.convert("RGB")))
+    assert info.notes == ("palette -> RGB (colour table applied)",)
+
+
 def test_16bit_refused_unless_allowed(tmp_path):
     deep = (RGB[:, :, ::-1].astype(np.uint16) * 257 + 100)
     path = _png(tmp_path / "deep.png", deep)
