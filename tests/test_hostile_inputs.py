@@ -99,11 +99,11 @@ KILL_IN_SECOND_METRIC_UPDATE = """
 import os, signal, sys
 from vqfr.run.metricset import MetricSet
 update, calls = MetricSet.update, []
-def dying(self, names, groups):
-    calls.append(names)
+def dying(self, *args, **kwargs):
+    calls.append(1)
     if len(calls) == 2:   # batch 2 (images 2, 3) is being measured
         os.kill(os.getpid(), signal.SIGKILL)
-    return update(self, names, groups)
+    return update(self, *args, **kwargs)
 MetricSet.update = dying
 from vqfr.cli import main
 sys.exit(main(sys.argv[1:]))
