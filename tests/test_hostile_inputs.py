@@ -334,6 +334,8 @@ def test_wrong_metric_files_are_refused(case, tiny, weights, tmp_path):
     extra = ["--asset", f"{asset}={path}"] if asset else ["--fid-ref", path]
     if metric == "fid" and asset:
         extra += ["--fid-ref", "gt"]
+    elif metric == "fid":   # some file for the network: the statistics are read first
+        extra += ["--asset", f"fid-inception={weights}"]
     done = cli("metrics", "--restored", tiny / "lq", "--gt", tiny / "hq", "--metrics", metric,
                "--json", tmp_path / "o.json", "--quiet", *extra)
     assert_refused(done, str(path), message)
