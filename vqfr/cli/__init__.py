@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"vqfr-eval: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("vqfr-eval: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:   # output piped into a reader that stopped (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         if exc.errno not in _DISK_ERRORS:   # anything else is a bug: keep its traceback
             raise
@@ -92,9 +98,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vqfr-eval: error: {exc.filename or 'writing a file'}: {exc.strerror}",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vqfr-eval: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    except BrokenPipeError:   # output piped into a reader that stopped (| head)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
