@@ -17,50 +17,73 @@ negative eigenvalue with |sqrt| > 1e-3 is a covariance that is not PSD, where th
 raises (its check is on the diagonal of the complex root; ours on the eigenvalues, a bound of
 the same size). A non-finite root cannot come out of eigh for finite input, so the 1e-6 I
 retry only exists in the ``method="sqrtm"`` path, the official algorithm kept for comparison.
+
+numpy/scipy only (scipy's divide-and-conquer ``eigh`` is several times faster than torch's
+``eigvalsh`` on the CPU), so the statistics room (``vqfr.stats``: FID bootstrap intervals) uses
+the same code without importing torch.
 """
 from __future__ import annotations
 
 from typing import Literal
 
 import numpy as np
-import torch
+from scipy import linalg
 
 SQRTM_EPS = 1e-6
 IMAG_ATOL = 1e-3
 
 
 def _as_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    """numpy arrays as they are; torch tensors (duck-typed: this module does not import torch,
+    so statistics code can use it without torch) through ``.numpy()``."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
 
 
-def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor,
-                       factor1: torch.Tensor | None = None) -> float:
-    """tr sqrtm(sigma1 @ sigma2) for symmetric PSD matrices (float64, any device).
+def trace_sqrt_psd(inner: np.ndarray, upper_only: bool = False) -> float:
+    """tr sqrtm(inner) = sum sqrt(eigenvalues) of a symmetric PSD matrix (float64), with the
+    official code's tolerance for the rounding of singular products (see the module notes).
+    ``upper_only``: only the upper triangle is filled (a BLAS rank-k update's output)."""
+    inner = np.asarray(inner, dtype=np.float64)
+    if inner.size == 0:
+        return 0.0
+    if not upper_only:
+        inner = (inner + inner.T) / 2
+    eigval = linalg.eigh(inner, lower=False, eigvals_only=True, check_finite=False,
+                         driver="evd")
+    most_negative = float(eigval.min())
+    if most_negative < 0 and np.sqrt(-most_negative) > IMAG_ATOL:
+        raise ValueError(f"imaginary component {np.sqrt(-most_negative):.3g} in the covariance "
+                         "product's square root: a covariance is not positive semi-definite")
+    return float(np.sqrt(np.clip(eigval, 0, None)).sum())
+
+
+def psd_factor(sigma: np.ndarray) -> np.ndarray:
+    """A d x d matrix F with sigma = F F^T: the Cholesky factor when sigma is positive
+    definite, else the eigh root (negative rounding eigenvalues count as 0)."""
+    sigma = np.asarray(sigma, dtype=np.float64)
+    try:
+        return linalg.cholesky(sigma, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        eigval, eigvec = linalg.eigh(sigma, check_finite=False)
+        return eigvec * np.sqrt(np.clip(eigval, 0, None))
+
+
+def trace_sqrt_product(sigma1, sigma2, factor1=None) -> float:
+    """tr sqrtm(sigma1 @ sigma2) for symmetric PSD matrices (float64).
 
     ``factor1``: optional d x r matrix A with sigma1 = A A^T (e.g. the centred features divided
     by sqrt(N - 1)); then eig(sigma1 sigma2) = eig(A^T sigma2 A), an r x r problem, much cheaper
     when a sample has fewer images than feature dimensions."""
-    s2 = sigma2.to(torch.float64)
-    if factor1 is None:  # Cholesky when sigma1 is positive definite, else its eigh root
-        s1 = sigma1.to(torch.float64)
-        factor1, info = torch.linalg.cholesky_ex(s1)
-        if int(info) != 0:
-            eigval1, eigvec1 = torch.linalg.eigh(s1)
-            factor1 = eigvec1 * eigval1.clamp_min(0).sqrt()
-    factor1 = factor1.to(torch.float64)
-    inner = factor1.T @ s2 @ factor1
-    eigval = torch.linalg.eigvalsh((inner + inner.T) / 2)
-    most_negative = float(eigval.min()) if eigval.numel() else 0.0
-    if most_negative < 0 and np.sqrt(-most_negative) > IMAG_ATOL:
-        raise ValueError(f"imaginary component {np.sqrt(-most_negative):.3g} in the covariance "
-                         "product's square root: a covariance is not positive semi-definite")
-    return float(eigval.clamp_min(0).sqrt().sum())
+    s2 = _as_numpy(sigma2).astype(np.float64, copy=False)
+    factor1 = (psd_factor(_as_numpy(sigma1)) if factor1 is None
+               else _as_numpy(factor1).astype(np.float64, copy=False))
+    return trace_sqrt_psd(factor1.T @ s2 @ factor1)
 
 
 def _trace_sqrtm_official(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """The official scipy.linalg.sqrtm path with its retry and imaginary-part checks."""
-    from scipy import linalg
-
     def sqrtm(a: np.ndarray) -> np.ndarray:
         # scipy >= 1.16 deprecates disp=; the default returns the root alone.
         return linalg.sqrtm(a)
@@ -91,9 +114,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: Literal["eigh", "sqrtm"] 
         raise ValueError("FID statistics contain NaN or inf")
     diff = mu1 - mu2  # in the means' dtype, as the official code (float32 for feature means)
     if method == "eigh":
-        tr_covmean = trace_sqrt_product(
-            torch.from_numpy(sigma1), torch.from_numpy(sigma2),
-            None if factor1 is None else torch.as_tensor(_as_numpy(factor1)))
+        tr_covmean = trace_sqrt_product(sigma1, sigma2, factor1)
     elif method == "sqrtm":
         tr_covmean = _trace_sqrtm_official(sigma1, sigma2)
     else:
