@@ -1,0 +1,119 @@
+"""What the statistics read: a method's ``summary.json``, its ``per_image.csv`` and the feature
+rows of its FID/KID columns (``rows/<column>.npz`` beside them, written by the runner). Nothing
+here loads a model or torch.
+
+Feature rows are numpy ``.npz`` files read with ``allow_pickle=False``: the restored images'
+``features`` (N x 2048 float32, rows in global image order) and ``index``; the reference they
+were compared with in ``summary.json``'s ``metric_info.<column>.rows``: ``{"restored":
+"rows/fid.npz", "reference": "../rows/reference-<sha256>.npz", "reference_kind": "stats" |
+"gt" | "folder"}`` (paths relative to the method folder; a reference is stored once per
+dataset, named by its content). A "stats" reference holds ``mean`` and ``cov``, the others
+``features`` (and for "gt" the ``index`` of each row's image).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROWS_DIR = "rows"
+
+
+@dataclass
+class MethodRows:
+    """One method's results on one dataset, as the statistics use them."""
+
+    path: Path
+    summary: dict[str, Any]
+    values: dict[str, np.ndarray] = field(default_factory=dict)   # column -> (n,), NaN = none
+
+    @property
+    def slug(self) -> str:
+        return self.path.name
+
+    @property
+    def count(self) -> int:
+        return int(self.summary.get("dataset", {}).get("count") or
+                   self.summary.get("counts", {}).get("images") or 0)
+
+    def info(self, column: str) -> dict[str, Any]:
+        return self.summary.get("metric_info", {}).get(column, {})
+
+    def value(self, column: str) -> float:
+        raw = self.summary.get("metrics", {}).get(column)
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            return float("nan")
+
+    def lower_is_better(self, column: str) -> bool | None:
+        return self.info(column).get("lower_is_better")
+
+    def exclude_below(self, column: str) -> float | None:
+        """The threshold under which an image is left out of the mean (Deg.'s identical pairs),
+        from the options recorded with the numbers."""
+        options = self.info(column).get("options", {})
+        if options.get("exclude_identical") and options.get("identical_below_deg") is not None:
+            return float(options["identical_below_deg"])
+        return None
+
+    def row_files(self, column: str) -> dict[str, Any] | None:
+        return self.info(column).get("rows")
+
+    def features(self, column: str) -> np.ndarray:
+        with np.load(self.path / self.row_files(column)["restored"], allow_pickle=False) as data:
+            return data["features"][np.argsort(data["index"], kind="stable")]
+
+    def reference(self, column: str) -> dict[str, np.ndarray]:
+        with np.load(self.path / self.row_files(column)["reference"], allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def reference_key(self, column: str) -> str | None:
+        files = self.row_files(column)
+        return None if files is None else str((self.path / files["reference"]).resolve())
+
+
+def _number(text: str) -> float:
+    if text == "":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def read_per_image(path: Path) -> dict[str, list[Any]]:
+    """``per_image.csv`` as columns: ``name`` (stems as text), every other column as floats
+    (an empty or unreadable cell is NaN; ``inf`` stays infinite)."""
+    if not path.is_file():
+        return {"name": []}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns: dict[str, list[Any]] = {name: [] for name in reader.fieldnames or ["name"]}
+        for row in reader:
+            for name in columns:
+                value = row.get(name) or ""
+                columns[name].append(value if name == "name" else _number(value))
+    return columns
+
+
+def load_method_rows(path: Path) -> MethodRows:
+    path = Path(path)
+    summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    columns = read_per_image(path / "per_image.csv")
+    rows = MethodRows(path, summary)
+    n = rows.count or len(columns["name"])
+    index = [int(i) for i in columns.get("index", range(len(columns["name"])))
+             if not math.isnan(i)]
+    for name, values in columns.items():
+        if name in ("name", "index"):
+            continue
+        array = np.full(n, np.nan)
+        array[index] = values
+        rows.values[name] = array
+    return rows
