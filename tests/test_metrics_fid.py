@@ -166,3 +166,31 @@ def test_cli_fid_stats(inputs, inception, blocks, tmp_path):
     mean, cov = feature_statistics(blocks["blur"][3][:3].numpy())
     assert np.abs(stats["mean"] - mean).max() <= 1e-6 and stats["mean"].dtype == np.float32
     assert np.abs(stats["cov"] - cov).max() <= 1e-9 and stats["cov"].dtype == np.float64
+
+
+def test_kid_shares_fids_features_and_equals_its_definition(inputs, inception, blocks,
+                                                            tmp_path, monkeypatch):
+    """FID and KID in one collection: one Inception pass per batch for both (the network is
+    shared, the features cached per batch); KID is the unbiased MMD^2 of those features."""
+    from goldens import spy
+
+    from vqfr.metrics.collection import MetricCollection
+    from vqfr.metrics.kid import KID
+    from vqfr.metrics.mmd import kid
+
+    _, _, images = inputs
+    weights = tmp_path / "inception.pth"
+    torch.save(inception.state_dict(), weights)
+    collection = MetricCollection(["fid", "kid"], options={"fid": {"reference": "gt"}},
+                                  assets={"fid-inception": str(weights)})
+    assert collection["fid"].net is collection["kid"].net
+    calls = spy(monkeypatch, type(collection["fid"].net), "forward")
+    restored, gt = images["blur"][:4], images["face"][:4]
+    collection.update(restored, gt, torch.arange(4))
+    assert len(calls) == 2                                   # restored + reference, once each
+    result = collection["kid"].compute()
+    expected = kid(blocks["blur"][3][:4].numpy(), blocks["face"][3][:4].numpy(), paired=True)
+    assert result.value == pytest.approx(expected.value, rel=1e-4)
+    assert result.extra["standard_error"] == pytest.approx(expected.standard_error, rel=1e-3)
+    with pytest.raises(VqfrError, match="statistics file has none"):
+        KID(reference=weights, model=inception)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +50,28 @@ def load_fid_inception(weights: Weights = None,
     model = FIDInceptionV3()
     load_into(model, *metric_state_dict(FID.asset, weights, assets))
     return model.eval().requires_grad_(False)
+
+
+_SHARED_NETS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def shared_fid_inception(weights: Weights = None, assets: Mapping[str, str] | None = None,
+                         device: str | torch.device = "cpu") -> torch.nn.Module:
+    """One FID Inception per (weights, device), shared by FID and KID: inside a
+    ``MetricCollection`` a batch's features are then computed once for both."""
+    if isinstance(weights, Mapping):
+        source: Any = id(weights)
+    elif weights is not None:
+        source = str(Path(weights).resolve())
+    else:
+        source = tuple(sorted((k, str(v)) for k, v in (assets or {}).items()))
+    key = (source, str(torch.device(device)))
+    net = _SHARED_NETS.get(key)
+    if net is None:
+        net = load_fid_inception(weights, assets).to(device)
+        net.weights_source = weights   # a state dict given in memory stays referenced
+        _SHARED_NETS[key] = net
+    return net
 
 
 def load_fid_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -115,10 +138,11 @@ class FID(Metric):
             raise VqfrError(f"FID reference {self.reference} does not exist (expected a "
                             "statistics file, a folder of images or 'gt')")
         self._ref_stats: tuple[np.ndarray, np.ndarray, int | None] | None = None
+        self._ref_features: np.ndarray | None = None     # a folder's, computed once
         if isinstance(self.reference, Path) and self.reference.is_file():
             self._ref_stats = (*load_fid_stats(self.reference), None)
-        self.net = (model if model is not None else load_fid_inception(weights, assets)).to(
-            self.device)
+        self.net = (model.to(self.device) if model is not None
+                    else shared_fid_inception(weights, assets, self.device))
         self.add_state("index", torch.zeros(0, dtype=torch.long), reduce="cat")
         self.add_state("features", torch.zeros(0, 2048, dtype=torch.float32), reduce="cat")
         self.add_state("ref_index", torch.zeros(0, dtype=torch.long), reduce="cat")
@@ -130,18 +154,32 @@ class FID(Metric):
         check_images(images, None, self.name)
         return self.net(u8_to_minus1_1(images.to(self.device))).float().cpu()
 
+    def _batch_features(self, images: torch.Tensor, role: str, cache: dict | None
+                        ) -> torch.Tensor:
+        """Features of this batch's restored or reference images; with ``cache`` (one dict per
+        batch, from MetricCollection) computed once for every metric sharing the network."""
+        key = ("fid-inception-pool3", id(self.net), role)
+        if cache is not None and key in cache:
+            return cache[key]
+        features = self.extract(images)
+        if cache is not None:
+            cache[key] = features
+        return features
+
     def update(self, restored: torch.Tensor, reference: torch.Tensor | None = None,
-               index: torch.Tensor | None = None) -> None:
+               index: torch.Tensor | None = None, cache: dict | None = None) -> None:
         if index is None:
-            raise ValueError("fid: update() needs the global image indices")
+            raise ValueError(f"{self.name}: update() needs the global image indices")
         index = index.detach().cpu().long()
         self.index = torch.cat([self.index, index])
-        self.features = torch.cat([self.features, self.extract(restored)])
+        self.features = torch.cat([self.features,
+                                   self._batch_features(restored, "restored", cache)])
         if self.reference == "gt":
             if reference is None:
-                raise ValueError("fid with reference='gt' needs the reference images")
+                raise ValueError(f"{self.name} with reference='gt' needs the reference images")
             self.ref_index = torch.cat([self.ref_index, index])
-            self.ref_features = torch.cat([self.ref_features, self.extract(reference)])
+            self.ref_features = torch.cat([self.ref_features,
+                                           self._batch_features(reference, "reference", cache)])
 
     def ordered_features(self) -> np.ndarray:
         """The restored images' features (N x 2048 float32) in global index order."""
@@ -161,15 +199,44 @@ class FID(Metric):
             features.append(self.extract(torch.from_numpy(batch).permute(0, 3, 1, 2)))
         return torch.cat(features).numpy()
 
+    def reference_features(self) -> np.ndarray | None:
+        """The reference images' features (rows in index order for ``gt``, in file order for a
+        folder), or None for a statistics file."""
+        if self.reference == "gt":
+            return ordered_rows(self.ref_index, self.ref_features)[1].numpy()
+        if self._ref_stats is not None and self._ref_features is None:
+            return None
+        if self._ref_features is None:  # a folder: computed once
+            self._ref_features = self.folder_features(self.reference)
+        return self._ref_features
+
     def reference_statistics(self) -> tuple[np.ndarray, np.ndarray, int | None]:
         """(mean, cov, N or None if unknown) of the reference."""
-        if self.reference == "gt":
-            _, features = ordered_rows(self.ref_index, self.ref_features)
-            return (*feature_statistics(features.numpy()), len(features))
-        if self._ref_stats is None:  # a folder: computed once
-            features = self.folder_features(self.reference)
-            self._ref_stats = (*feature_statistics(features), len(features))
+        if self._ref_stats is None or self.reference == "gt":
+            features = self.reference_features()
+            stats = (*feature_statistics(features), len(features))
+            if self.reference == "gt":
+                return stats
+            self._ref_stats = stats
         return self._ref_stats
+
+    def bootstrap_rows(self) -> dict[str, Any]:
+        """What ``vqfr.stats`` resamples, as numpy arrays: the restored ``features`` and their
+        ``index``, and the reference: its ``features`` (gt: with ``index``; a folder) or, for a
+        statistics file, its ``mean`` and ``cov``; ``reference_kind`` says which."""
+        index, features = ordered_rows(self.index, self.features)
+        if self.reference == "gt":
+            ref_index, ref_features = ordered_rows(self.ref_index, self.ref_features)
+            reference = {"features": ref_features.numpy(), "index": ref_index.numpy()}
+            kind = "gt"
+        elif self.reference_features() is not None:
+            reference, kind = {"features": self.reference_features()}, "folder"
+        else:
+            mean, cov, _ = self.reference_statistics()
+            reference, kind = {"mean": mean, "cov": cov}, "stats"
+        return {"statistic": self.name, "restored": {"features": features.numpy(),
+                                                     "index": index.numpy()},
+                "reference": reference, "reference_kind": kind}
 
     def compute(self) -> MetricResult:
         features = self.ordered_features()

@@ -145,6 +145,7 @@ for _name, _target in {
     "lpips": "vqfr.metrics.lpips_vgg:LPIPS",
     "niqe": "vqfr.metrics.niqe:NIQE",
     "fid": "vqfr.metrics.fid:FID",
+    "kid": "vqfr.metrics.kid:KID",
     "deg": "vqfr.metrics.identity:Deg",
     "ids": "vqfr.metrics.identity:IDS",
 }.items():
