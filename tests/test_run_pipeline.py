@@ -190,6 +190,9 @@ def test_sigkill_then_resume(baseline, paired_set, asset_args, tmp_path):
     assert stamps == {s: (method_dir / "images" / f"{s}.png").stat().st_mtime_ns
                       for s in finished}
     assert data["metrics"] == summary(baseline / "vqfr-v1")["metrics"]
+    # the same intervals (Deg.'s exclusion rule inside each resample included)
+    assert data["metric_info"] == summary(baseline / "vqfr-v1")["metric_info"]
+    assert data["metric_info"]["deg"]["ci"]["low"] is not None
     assert read_csv(method_dir / "per_image.csv") == read_csv(baseline / "vqfr-v1" /
                                                               "per_image.csv")
     assert not list(method_dir.glob("journal-*.jsonl"))
@@ -210,8 +213,11 @@ def test_two_gloo_processes_equal_one(baseline, paired_set, asset_args, tmp_path
         assert data["provenance"]["world_size"] == 2
         assert data["counts"]["restored"] == 5
         assert data["metrics"] == summary(baseline / slug)["metrics"]
+        assert data["metric_info"] == summary(baseline / slug)["metric_info"]   # intervals too
         assert read_csv(tmp_path / "tiny" / slug / "per_image.csv") == \
             read_csv(baseline / slug / "per_image.csv")
+    assert (tmp_path / "tiny" / "comparisons.json").read_text() == \
+        (baseline / "comparisons.json").read_text()
     assert done.stdout.count("method") == 1   # one results table, printed by rank 0
 
 

@@ -18,7 +18,7 @@ from vqfr import __version__
 
 # Order = order in --help.
 COMMANDS = ("run", "restore", "metrics", "fid_stats", "datasets", "models", "profile",
-            "ablate", "report")
+            "ablate", "report", "power")
 
 
 from vqfr.errors import VqfrError as UserError  # noqa: E402  (re-exported for the commands)

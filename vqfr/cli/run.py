@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from vqfr.cli.argtypes import folder_path, non_negative_int, positive_int, unit_interval
+from vqfr.cli.ci_options import add_ci_options, ci_options
 from vqfr.run.methods import PAPER_METHODS
 from vqfr.run.restorer import DTYPES, SIZE_POLICIES
 
@@ -88,6 +89,7 @@ def register(subparsers) -> None:
     add_device_options(parser)
     add_restore_options(parser)
     add_pass_options(parser)
+    add_ci_options(parser)
     parser.set_defaults(func=main)
 
 
@@ -108,7 +110,8 @@ def main(args: argparse.Namespace) -> int:
         metric_options={"fid": {"reference": args.fid_ref}} if args.fid_ref else {},
         method_defaults={"fidelity_ratio": args.fidelity_ratio,
                          "fidelity_weight": args.fidelity_weight},
-        seed=args.seed, allow_size=args.allow_size, workers=args.workers, quiet=args.quiet)
+        seed=args.seed, allow_size=args.allow_size, workers=args.workers, quiet=args.quiet,
+        ci=ci_options(args))
     if args.table:
         from vqfr.report.specs import spelled
         from vqfr.studies.tables import run_table
@@ -132,7 +135,8 @@ def print_run_report(report) -> int:
     if not report.is_main:
         return 0
     if report.table is not None:
-        print(format_table(report.table, report.summaries[0]["dataset"]["name"]))
+        print(format_table(report.table, report.summaries[0]["dataset"]["name"],
+                           report.statistics, report.slugs))
     for slug, reason in report.skipped.items():
         print(f"skipped {slug}: {reason}", file=sys.stderr)
     for slug, reason in report.failed.items():

@@ -21,8 +21,11 @@ from vqfr.run.metricset import MetricSet, merge_batch_states, metric_assets
 from vqfr.run.progress import RunLog
 from vqfr.run.restorer import Restorer, SweepRestorer, make_deterministic, sweep_family
 from vqfr.run.results import (command_line, conversion_summary, format_table, results_table,
-                              runtime_versions, write_per_image_csv, write_summary)
+                              runtime_versions, write_metric_rows, write_per_image_csv,
+                              write_statistics, write_summary)
 from vqfr.run.runner import Item, MethodPass, run_in_lockstep
+from vqfr.stats.analysis import CIOptions, DatasetStatistics, dataset_statistics
+from vqfr.stats.rows import load_method_rows
 from vqfr.zoo.resolve import NonOfficialAsset, check_assets, missing_files_text, start_run
 
 
@@ -50,6 +53,7 @@ class RunConfig:
     allow_size: str = "512"
     workers: int = 2
     quiet: bool = False
+    ci: CIOptions | None = field(default_factory=CIOptions)   # None: no intervals
 
 
 @dataclass
@@ -63,6 +67,8 @@ class RunReport:
     dataset: str = ""
     missing_files: str = ""                                  # how to get what is missing
     method_dirs: dict[str, Path] = field(default_factory=dict)    # slug -> results written
+    statistics: DatasetStatistics | None = None              # intervals and comparisons
+    slugs: dict[str, str] = field(default_factory=dict)      # row label -> method slug
 
 
 def dataset_items(dataset: Dataset, method: Method) -> list[Item]:
@@ -177,8 +183,14 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
     report.summaries = [summaries[m.slug] for m in methods if m.slug in summaries]
     _log_conversions(report.summaries, log)
     if ctx.is_main and report.summaries:
+        report.slugs = {(s["method"].get("label") or s["method"]["name"]): slug
+                        for slug, s in summaries.items()}
+        if cfg.ci is not None:
+            report.statistics = run_statistics(Path(cfg.out) / dataset.name, summaries, cfg.ci,
+                                               log)
         report.table = results_table(report.summaries)
-        log(format_table(report.table, dataset.name), echo=False)
+        log(format_table(report.table, dataset.name, report.statistics, report.slugs),
+            echo=False)
     return report
 
 
@@ -257,6 +269,19 @@ def _log_conversions(summaries: list[dict], log: RunLog) -> None:
             files.setdefault(note, set()).update(converted["files"])
     for note, names in sorted(files.items()):
         log(f"converted on reading, {note}: {len(names)} file(s): {', '.join(sorted(names))}")
+
+
+def run_statistics(dataset_dir: Path, summaries: dict[str, dict], options: CIOptions,
+                   log: RunLog) -> DatasetStatistics:
+    """Intervals and paired comparisons of the methods of this run, from the files just
+    written (so a resumed, sharded or cached run gets the same), stored beside them."""
+    log(f"intervals and paired comparisons of {len(summaries)} method(s)", echo=False)
+    statistics = dataset_statistics([load_method_rows(dataset_dir / slug) for slug in summaries],
+                                    options)
+    for note in statistics.notes:
+        log(note, echo=False)
+    write_statistics(dataset_dir, summaries, statistics)
+    return statistics
 
 
 def sweep_groups(methods: list[Method]) -> list[list[Method]]:
@@ -351,6 +376,7 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
         results = metrics.compute(merge_batch_states([p.batch_states for p in parts]))
         stems = [it.stem for it in items]
         write_per_image_csv(method_dir / "per_image.csv", stems, results)
+        rows = write_metric_rows(method_dir, metrics.metrics)
         finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         return write_summary(
             method_dir / "summary.json",
@@ -372,6 +398,6 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
             conversions=conversion_summary(
                 {file: notes for p in parts for file, notes in p.conversions.items()},
                 dataset.root),
-            skipped_metrics=metrics.skipped)
+            skipped_metrics=metrics.skipped, metric_rows=rows)
     finally:
         ctx.barrier()
