@@ -61,7 +61,7 @@ def test_table_values_deltas_and_best(report):
     # the best measured PSNR (w=1.0, closest to GT) is highlighted in the measured table
     best = max(measured, key=measured.get)
     assert best == "CodeFormer (w=1.0)"
-    assert re.search(rf'class="measured best">{measured[best]:.2f}<', text)
+    assert re.search(rf'class="measured best"[^>]*>{measured[best]:.2f}<', text)
     assert "PSNR ↑" in text and "↓" in text          # direction arrows (LPIPS/FID columns)
     # counts and protocol options under the tables; unknown paper cells are marked, not filled
     assert "PSNR: 4 images" in text and "correct_mean_var=false" in text
@@ -138,11 +138,34 @@ def test_end_to_end_real_run(faces_dir, tmp_path):
 
 
 def test_report_imports_no_torch():
-    """Reports are rebuilt from result files alone: the report room never loads torch."""
+    """Reports are rebuilt from result files alone: the report room, the statistics it
+    recomputes and `vqfr-eval power` never load torch."""
     import subprocess
     import sys
 
-    code = ("import sys, vqfr.report.render, vqfr.report.efficiency, vqfr.cli.report; "
+    code = ("import sys, vqfr.report.render, vqfr.report.efficiency, vqfr.cli.report, "
+            "vqfr.stats.analysis, vqfr.stats.power, vqfr.cli.power; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_intervals_and_paper_values_inside_or_outside(report):
+    """The runs stored no intervals: the report computes them from per_image.csv (BCa, 2000
+    resamples, seed 0; scipy.stats.bootstrap with the same resamples is the reference), shows
+    the half-width beside each value and says whether the paper's value lies in the interval."""
+    from scipy import stats as scipy_stats
+
+    index, run, _ = report
+    text = index.read_text(encoding="utf-8")
+    runs = {r.label: r for r in find_method_runs([run])}
+    cf = runs["CodeFormer (w=0.5)"]
+    values = np.array(list(cf.per_image_values("psnr").values()))
+    ci = scipy_stats.bootstrap((values,), np.mean, n_resamples=2000, method="BCa",
+                               rng=np.random.default_rng(0)).confidence_interval
+    assert f"± {(ci.high - ci.low) / 2:.2f}" in text
+    inside = ci.low <= 22.18 <= ci.high
+    delta = f"{cf.metrics['psnr'] - 22.18:+.2f}"
+    cell = re.search(rf'<td class="delta">{re.escape(delta)}<br><small class="(\w+)"', text)
+    assert cell and cell.group(1) == ("inside" if inside else "outside")
+    assert text.count('<table class="significance">') == 1     # PSNR: the only metric

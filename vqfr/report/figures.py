@@ -25,14 +25,41 @@ def _save(fig: Figure, path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def distribution_figure(runs: list[MethodRun], metric: str, path: Path) -> str | None:
-    series = [(run.label, list(run.per_image_values(metric).values())) for run in runs]
-    series = [(label, values) for label, values in series if values]
+Intervals = dict[str, dict[str, dict]]      # run slug -> metric -> summary.json ``ci``
+
+
+def _error_bar(intervals: Intervals | None, run: MethodRun, metric: str
+               ) -> tuple[float, float] | None:
+    """(below, above) the run's value to its interval's ends, or None."""
+    ci = (intervals or {}).get(run.slug, {}).get(metric)
+    value = run.metrics.get(metric)
+    if not ci or ci.get("low") is None or value is None or not np.isfinite(value):
+        return None
+    return max(value - ci["low"], 0.0), max(ci["high"] - value, 0.0)
+
+
+def distribution_figure(runs: list[MethodRun], metric: str, path: Path,
+                        intervals: Intervals | None = None) -> str | None:
+    """Box plots of the per-image values, and each method's dataset value with its interval
+    as an error bar."""
+    series = [(run, list(run.per_image_values(metric).values())) for run in runs]
+    series = [(run, values) for run, values in series if values]
     if not series:
         return None
     fig = Figure(figsize=(1.6 + 1.1 * len(series), 3.2))
     ax = fig.add_subplot()
-    ax.boxplot([v for _, v in series], showmeans=True)
+    ax.boxplot([v for _, v in series], showmeans=intervals is None)
+    level = None
+    for x, (run, _) in enumerate(series, start=1):
+        bar = _error_bar(intervals, run, metric)
+        if bar is not None:
+            ax.errorbar([x], [run.metrics[metric]], yerr=[[bar[0]], [bar[1]]], fmt="D",
+                        color="tab:red", markersize=4, capsize=4)
+            level = intervals[run.slug][metric]["level"]
+    if level is not None:
+        ax.plot([], [], "D", color="tab:red", label=f"value, {level:g} interval")
+        ax.legend(fontsize=7, loc="best")
+    series = [(run.label, values) for run, values in series]
     ax.set_xticks(range(1, len(series) + 1), [label for label, _ in series], rotation=20,
                   ha="right", fontsize=8)
     arrow = {True: " (lower is better)", False: " (higher is better)", None: ""}
@@ -70,7 +97,7 @@ def find_sweeps(runs: list[MethodRun]) -> list[Sweep]:
     return sweeps
 
 
-def sweep_figure(sweep: Sweep, path: Path) -> str | None:
+def sweep_figure(sweep: Sweep, path: Path, intervals: Intervals | None = None) -> str | None:
     metrics = [m for m in dict.fromkeys(m for r in sweep.runs for m in r.metrics)]
     if not metrics:
         return None
@@ -82,6 +109,11 @@ def sweep_figure(sweep: Sweep, path: Path) -> str | None:
     for i, metric in enumerate(metrics):
         ax = fig.add_subplot((panels + 3) // 4, min(panels, 4), i + 1)
         ax.plot(knob, [r.metrics.get(metric, np.nan) for r in sweep.runs], "o-")
+        bars = [_error_bar(intervals, r, metric) for r in sweep.runs]
+        if any(b is not None for b in bars):
+            ax.errorbar(knob, [r.metrics.get(metric, np.nan) for r in sweep.runs],
+                        yerr=np.array([b or (0.0, 0.0) for b in bars]).T, fmt="none",
+                        ecolor="tab:blue", capsize=3)
         ax.set_xlabel(sweep.option, fontsize=8)
         ax.set_title(metric_label(metric), fontsize=9)
         ax.grid(alpha=0.3)

@@ -24,6 +24,8 @@ from vqfr.errors import VqfrError
 from vqfr.report import figures, grids, tables
 from vqfr.report.runs import MethodRun, find_method_runs, offset_magnitudes
 from vqfr.report.specs import Spec, load_spec
+from vqfr.stats.analysis import DatasetStatistics, statistics_with_stored
+from vqfr.stats.rows import load_method_rows
 
 TEMPLATES = Path(__file__).with_name("templates")
 MANIFEST = ".vqfr-report.json"   # the files the report wrote, relative to OUT
@@ -38,6 +40,7 @@ class DatasetSection:
     grid_columns: list[str]
     distributions: list[tuple[str, str]]       # (metric, figure path)
     primary: str                               # the run whose per-image values chose the images
+    matrices: list[tables.SignificanceMatrix] = field(default_factory=list)
 
 
 @dataclass
@@ -89,8 +92,19 @@ def _references(runs: list[MethodRun]) -> tuple[dict[str, tuple[Path | None, Pat
     return refs, warnings
 
 
+def dataset_statistics(runs: list[MethodRun]) -> DatasetStatistics:
+    """Intervals and comparisons of one dataset's runs: what the runs stored, computed from
+    their result files where something is missing (``vqfr.stats``; no model is loaded)."""
+    stored: list[dict] = []
+    for folder in dict.fromkeys(r.path.parent for r in runs):
+        path = folder / "comparisons.json"
+        if path.is_file():
+            stored.extend(json.loads(path.read_text(encoding="utf-8")))
+    return statistics_with_stored([load_method_rows(r.path) for r in runs], stored)
+
+
 def _dataset_section(name: str, runs: list[MethodRun], out: Path, index: int,
-                     warnings: list[str]) -> DatasetSection:
+                     warnings: list[str], statistics: DatasetStatistics) -> DatasetSection:
     shown = [r for r in runs if r.name != "lq"] or runs
     primary = shown[0]
     metrics = [m for m in primary.metrics if primary.per_image_values(m)][:GRID_METRICS_MAX]
@@ -103,11 +117,12 @@ def _dataset_section(name: str, runs: list[MethodRun], out: Path, index: int,
     distributions = []
     all_metrics = dict.fromkeys(m for r in runs for m in r.metrics)
     for k, metric in enumerate(all_metrics):
-        path = figures.distribution_figure(runs, metric, out / "fig" / f"dist_d{index}_{k}.png")
+        path = figures.distribution_figure(runs, metric, out / "fig" / f"dist_d{index}_{k}.png",
+                                           statistics.intervals)
         if path:
             distributions.append((metric, path))
     return DatasetSection(name, grid, grids.grid_columns(shown, chosen, refs), distributions,
-                          primary.label)
+                          primary.label, tables.significance_matrices(name, runs, statistics))
 
 
 def _offset_sections(runs: list[MethodRun], out: Path) -> list[OffsetSection]:
@@ -179,19 +194,22 @@ def _render(runs: list[MethodRun], specs: list[Spec], run_dirs: list[str], out: 
     warnings: list[str] = [f"{run.label} on {run.dataset}: {note}"
                            for run in runs for note in run.unofficial_files()]
 
-    report_tables = [tables.spec_table(s, runs) for s in specs if s.kind != "efficiency"]
+    by_dataset: dict[str, list[MethodRun]] = {}
+    for run in runs:
+        by_dataset.setdefault(run.dataset, []).append(run)
+    statistics = {name: dataset_statistics(ds_runs) for name, ds_runs in by_dataset.items()}
+    report_tables = [tables.spec_table(s, runs, statistics) for s in specs
+                     if s.kind != "efficiency"]
     for table in report_tables:
         if not any(row.runs for row in table.rows):
             warnings.append(f"spec {table.spec.name}: no run matches any of its rows "
                             "(model, options and dataset)")
-    report_tables += tables.measured_tables(runs)
+    report_tables += tables.measured_tables(runs, statistics)
 
-    by_dataset: dict[str, list[MethodRun]] = {}
-    for run in runs:
-        by_dataset.setdefault(run.dataset, []).append(run)
-    datasets = [_dataset_section(name, ds_runs, out, i, warnings)
+    datasets = [_dataset_section(name, ds_runs, out, i, warnings, statistics[name])
                 for i, (name, ds_runs) in enumerate(by_dataset.items())]
-    sweeps = [(s, figures.sweep_figure(s, out / "fig" / f"sweep_{i}.png"))
+    sweeps = [(s, figures.sweep_figure(s, out / "fig" / f"sweep_{i}.png",
+                                       statistics[s.dataset].intervals))
               for i, s in enumerate(figures.find_sweeps(runs))]
     efficiency = None
     if profile is None and any(s.kind == "efficiency" for s in specs):

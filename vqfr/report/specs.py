@@ -28,13 +28,14 @@ KINDS = ("comparison", "ablation", "efficiency")
 # (their classes carry the same ``lower_is_better``; tests/test_eval_specs.py checks it) plus
 # the paper metrics the suite does not compute (LMD needs the AWing landmark network).
 LOWER_IS_BETTER: dict[str, bool] = {
-    "psnr": False, "ssim": False, "lpips": True, "niqe": True, "fid": True, "deg": True,
-    "ids": False, "lmd": True, "musiq": False,
+    "psnr": False, "ssim": False, "lpips": True, "niqe": True, "fid": True, "kid": True,
+    "deg": True, "ids": False, "lmd": True, "musiq": False,
     # efficiency quantities
     "params_m": True, "tflops": True, "latency_s": True,
 }
 METRIC_LABELS: dict[str, str] = {
-    "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "niqe": "NIQE", "fid": "FID", "deg": "Deg.",
+    "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "niqe": "NIQE", "fid": "FID", "kid": "KID",
+    "deg": "Deg.",
     "ids": "IDS", "lmd": "LMD", "musiq": "MUSIQ", "params_m": "Params (M)", "tflops": "TFLOPs",
     "latency_s": "Latency (s)",
 }

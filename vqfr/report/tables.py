@@ -49,6 +49,33 @@ class TableCell:
     paper: Cell | None = None
     best_measured: bool = False
     best_paper: bool = False
+    run: MethodRun | None = None            # the run behind the measured value
+    ci: dict[str, Any] | None = None        # its interval (summary.json metric_info.<m>.ci)
+    tied_best: bool = False                 # not significantly different from the best
+
+    @property
+    def has_interval(self) -> bool:
+        return bool(self.ci) and self.ci.get("low") is not None and self.measured is not None
+
+    @property
+    def half_width(self) -> float | None:
+        return (self.ci["high"] - self.ci["low"]) / 2 if self.has_interval else None
+
+    @property
+    def interval_text(self) -> str:
+        if not self.has_interval:
+            return ""
+        return (f"{self.ci['level']:g} interval [{format_value(self.metric, self.ci['low'])}, "
+                f"{format_value(self.metric, self.ci['high'])}] ({self.ci['method']}"
+                + (f", {self.ci['resamples']} resamples" if self.ci.get("resamples") else "")
+                + (f"; {self.ci['note']}" if self.ci.get("note") else "") + ")")
+
+    @property
+    def paper_inside(self) -> bool | None:
+        """Whether the paper's value lies inside our interval (None: nothing to compare)."""
+        if not self.has_interval or self.paper is None or self.paper.value is None:
+            return None
+        return self.ci["low"] <= self.paper.value <= self.ci["high"]
 
     @property
     def delta(self) -> float | None:
@@ -59,6 +86,8 @@ class TableCell:
     def text(self, which: str) -> str:
         if which == "measured":
             return format_value(self.metric, self.measured)
+        if which == "half_width":
+            return format_value(self.metric, self.half_width)
         if which == "paper":
             return format_value(self.metric, self.paper.value if self.paper else None)
         delta = self.delta
@@ -162,7 +191,30 @@ def _column_notes(columns: list[Column], rows: list[TableRow], spec: Spec | None
     return notes
 
 
-def spec_table(spec: Spec, runs: list[MethodRun]) -> Table:
+def _attach_statistics(rows: list[TableRow], columns: list[Column],
+                       statistics: dict[str, Any] | None) -> None:
+    """Each measured cell's interval, and the mark on values not significantly different from
+    their column's best (``statistics``: dataset -> ``vqfr.stats`` DatasetStatistics)."""
+    if not statistics:
+        return
+    for j, column in enumerate(columns):
+        stats = statistics.get(column.dataset)
+        if stats is None:
+            continue
+        cells = [row.cells[j] for row in rows if row.cells[j].run is not None
+                 and row.cells[j].measured is not None]
+        for cell in cells:
+            cell.ci = stats.intervals.get(cell.run.slug, {}).get(column.metric)
+        if column.lower_is_better is None:
+            continue
+        values = {cell.run.slug: cell.measured for cell in cells}
+        tied = stats.tied_with_best(column.metric, list(values), values, column.lower_is_better)
+        for cell in cells:
+            cell.tied_best = bool(tied.get(cell.run.slug))
+
+
+def spec_table(spec: Spec, runs: list[MethodRun],
+               statistics: dict[str, Any] | None = None) -> Table:
     columns = [Column(d, m, lower_is_better(m)) for d, m in spec.columns]
     rows = []
     for spec_row in spec.rows:
@@ -173,13 +225,61 @@ def spec_table(spec: Spec, runs: list[MethodRun]) -> Table:
                 row_runs.append(run)
             cells.append(TableCell(column.metric,
                                    run.metrics.get(column.metric) if run else None,
-                                   spec_row.values.get((column.dataset, column.metric))))
+                                   spec_row.values.get((column.dataset, column.metric)),
+                                   run=run))
         rows.append(TableRow(spec_row.label, cells, row_runs, spec_row))
     _mark_best(rows, columns)
+    _attach_statistics(rows, columns, statistics)
     return Table(spec.title, columns, rows, _column_notes(columns, rows, spec), spec)
 
 
-def measured_tables(runs: list[MethodRun]) -> list[Table]:
+@dataclass
+class SignificanceMatrix:
+    """One metric's pairwise comparisons on one dataset: ``cells[i][j]`` compares row method i
+    with column method j (difference i - j, Holm-adjusted p), None on the diagonal."""
+
+    dataset: str
+    metric: str
+    labels: list[str]
+    cells: list[list[dict[str, Any] | None]]
+    level: float
+
+
+def significance_matrices(dataset: str, runs: list[MethodRun], statistics: Any
+                          ) -> list[SignificanceMatrix]:
+    matrices = []
+    metrics = dict.fromkeys(c.metric for c in statistics.comparisons)
+    for metric in metrics:
+        members = [r for r in runs if metric in r.metrics]
+        direction = next((r.lower_is_better(metric) for r in members
+                          if r.lower_is_better(metric) is not None), lower_is_better(metric))
+        cells = []
+        for a in members:
+            row = []
+            for b in members:
+                c = None if a is b else statistics.comparison(metric, a.slug, b.slug)
+                if c is None:
+                    row.append(None)
+                    continue
+                significant = c.p_holm is not None and c.p_holm < statistics.options.alpha
+                better = (c.diff < 0) == bool(direction) if significant else None
+                row.append({"diff": format_value(metric, c.diff),
+                            "p": "" if c.p_holm is None else f"{c.p_holm:.3g}",
+                            "class": ("better" if better else "worse") if significant
+                            else "tie",
+                            "title": f"{a.label} − {b.label}: {format_value(metric, c.diff)}, "
+                                     f"interval [{format_value(metric, c.low)}, "
+                                     f"{format_value(metric, c.high)}], p = {c.p}, "
+                                     f"Holm-adjusted p = {c.p_holm}"})
+            cells.append(row)
+        if len(members) >= 2:
+            matrices.append(SignificanceMatrix(dataset, metric, [r.label for r in members],
+                                               cells, statistics.options.level))
+    return matrices
+
+
+def measured_tables(runs: list[MethodRun],
+                    statistics: dict[str, Any] | None = None) -> list[Table]:
     """One table per dataset with every method found and every metric it has."""
     tables = []
     for dataset in dict.fromkeys(r.dataset for r in runs):
@@ -190,9 +290,10 @@ def measured_tables(runs: list[MethodRun]) -> list[Table]:
             direction = next((r.lower_is_better(metric) for r in ds_runs
                               if r.lower_is_better(metric) is not None), lower_is_better(metric))
             columns.append(Column(dataset, metric, direction))
-        rows = [TableRow(r.label, [TableCell(c.metric, r.metrics.get(c.metric)) for c in columns],
-                         [r]) for r in ds_runs]
+        rows = [TableRow(r.label, [TableCell(c.metric, r.metrics.get(c.metric), run=r)
+                                   for c in columns], [r]) for r in ds_runs]
         _mark_best(rows, columns)
+        _attach_statistics(rows, columns, statistics)
         tables.append(Table(f"Measured on {dataset}", columns, rows,
                             _column_notes(columns, rows, None)))
     return tables
