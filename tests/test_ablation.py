@@ -176,7 +176,11 @@ def test_twm_report(ablation_dir):
 
 def test_parallel_decoder_study(ablation_dir):
     runs = ablation_dir / "pd_runs" / "celeba-test"
-    assert sorted(p.name for p in runs.iterdir()) == ["vqfr-v1", "vqfr-v1_branchtexture"]
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["vqfr-v1",
+                                                                    "vqfr-v1_branchtexture"]
+    assert {(c["metric"], c["a"], c["b"]) for c in json.loads(
+        (runs / "comparisons.json").read_text())} == {
+        (m, "vqfr-v1", "vqfr-v1_branchtexture") for m in ("psnr", "ssim")}
     texture = summary(runs / "vqfr-v1_branchtexture")
     assert texture["method"]["options"]["branch"] == "texture"
     assert set(texture["metrics"]) == {"psnr", "ssim"}

@@ -8,9 +8,10 @@ is applied inside every resample (a resample's Deg. is the mean over *its* image
 degree), exactly as the official script applies it to the whole set.
 
 Resampling is over images, with replacement (Efron's nonparametric bootstrap). A resample is a
-row of counts ``c`` (how often each image was drawn), so all statistics of all metrics and
-methods of a dataset come out of one matrix product ``C @ (x * k) / C @ k`` per block of
-resamples, and the *same* resampled images serve every method: that is the paired bootstrap
+row of counts ``c`` (how often each image was drawn), so a statistic's whole bootstrap
+distribution is one matrix-vector product ``C @ (x * k) / C @ k`` per block of resamples (one
+per column, so that its value does not depend on the other columns), and the *same* resampled
+images serve every method: that is the paired bootstrap
 (a difference of two methods is the difference of their statistics on the same resample).
 
 Resamples are ``numpy.random.default_rng(seed).integers(0, n, (rows, n))`` blocks of
@@ -99,8 +100,14 @@ def ratio_bootstrap(resampler: Resampler, values: np.ndarray, keep: np.ndarray,
     x = np.where(keep > 0, values, 0.0) * keep
     out = []
     for counts in resampler.count_blocks(limit):
+        sums = np.empty((len(counts), x.shape[1]))
+        for j in range(x.shape[1]):
+            # one product per column: a matrix product's summation order depends on the shape
+            # of the whole, so a column's numbers would change in the last bits with the other
+            # metrics and methods of the run
+            sums[:, j] = counts @ x[:, j]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out.append((counts @ x) / (counts @ keep))
+            out.append(sums / (counts @ keep))      # sums of integers: exact in any order
     return np.concatenate(out) if out else np.zeros((0, values.shape[1]))
 
 
