@@ -13,7 +13,9 @@ at ``compute()`` in index order with the official numpy calls. This is the one c
 reproduces the official numbers bit for bit (a float32 mean accumulated row by row; float64
 sufficient statistics cannot give it) and makes any sharding merge to exactly the
 single-process result (sums merged across processes would depend on the shard order in their
-last bits). The price is 8 KiB per image (24 MiB for CelebA-Test's 3000 images).
+last bits). The price is 8 KiB per image (24 MiB for CelebA-Test's 3000 images). A run also
+writes these rows (``bootstrap_rows()``) as numpy files for the bootstrap intervals of
+``vqfr.stats``.
 
 FID is biased roughly in proportion to 1/N: below 2048 images the covariance is singular and
 values are comparable only at equal N. ``compute()`` warns then and records N in ``extra``.
