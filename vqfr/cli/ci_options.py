@@ -6,34 +6,37 @@ import argparse
 import math
 
 
-def ci_level(text: str) -> float | None:
-    """``--ci``: a confidence level in (0, 1), or ``off``."""
-    if text.strip().lower() == "off":
-        return None
-    return confidence_level(text)
+def _checked(text: str, parse, valid, expected: str):
+    """``parse(text)`` if it gives a valid value, else a usage error naming what is expected."""
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+    return value
 
 
 def confidence_level(text: str) -> float:
-    """A confidence level in (0, 1)."""
-    try:
-        level = float(text)
-    except ValueError:
-        level = math.nan
-    if not 0 < level < 1:
-        raise argparse.ArgumentTypeError(f"expected a confidence level in (0, 1) such as 0.95"
-                                         f" (or off, where allowed); got {text!r}")
-    return level
+    return _checked(text, float, lambda v: 0 < v < 1,
+                    "a confidence level in (0, 1) such as 0.95 (or off, where allowed)")
+
+
+def ci_level(text: str) -> float | None:
+    """``--ci``: a confidence level in (0, 1), or ``off``."""
+    return None if text.strip().lower() == "off" else confidence_level(text)
+
+
+def probability(text: str) -> float:
+    return _checked(text, float, lambda v: 0 < v < 1, "a probability in (0, 1)")
+
+
+def positive_number(text: str) -> float:
+    return _checked(text, float, lambda v: v > 0 and math.isfinite(v), "a positive number")
 
 
 def resample_count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of resamples >= 1; got "
-                                         f"{text!r}")
-    return count
+    return _checked(text, int, lambda v: v >= 1, "a whole number of resamples >= 1")
 
 
 CI_DEFAULTS = {"ci": 0.95, "ci_method": "bca", "resamples": 2000, "fid_resamples": 200,

@@ -3,30 +3,9 @@ and how many images a difference needs (``vqfr.stats.power``). Reads result file
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-from vqfr.cli.ci_options import add_ci_options, ci_options
-
-
-def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
-    return value
-
-
-def probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1); got {text!r}")
-    return value
+from vqfr.cli.ci_options import add_ci_options, ci_options, positive_number, probability
 
 
 def register(subparsers) -> None:

@@ -25,13 +25,13 @@ def _save(fig: Figure, path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-Intervals = dict[str, dict[str, dict]]      # run slug -> metric -> summary.json ``ci``
+Intervals = dict[str, dict[str, dict]]      # run key -> metric -> summary.json ``ci``
 
 
 def _error_bar(intervals: Intervals | None, run: MethodRun, metric: str
                ) -> tuple[float, float] | None:
     """(below, above) the run's value to its interval's ends, or None."""
-    ci = (intervals or {}).get(run.slug, {}).get(metric)
+    ci = (intervals or {}).get(run.key, {}).get(metric)
     value = run.metrics.get(metric)
     if not ci or ci.get("low") is None or value is None or not np.isfinite(value):
         return None
@@ -55,7 +55,7 @@ def distribution_figure(runs: list[MethodRun], metric: str, path: Path,
         if bar is not None:
             ax.errorbar([x], [run.metrics[metric]], yerr=[[bar[0]], [bar[1]]], fmt="D",
                         color="tab:red", markersize=4, capsize=4)
-            level = intervals[run.slug][metric]["level"]
+            level = intervals[run.key][metric]["level"]
     if level is not None:
         ax.plot([], [], "D", color="tab:red", label=f"value, {level:g} interval")
         ax.legend(fontsize=7, loc="best")

@@ -98,9 +98,15 @@ def dataset_statistics(runs: list[MethodRun]) -> DatasetStatistics:
     stored: list[dict] = []
     for folder in dict.fromkeys(r.path.parent for r in runs):
         path = folder / "comparisons.json"
-        if path.is_file():
-            stored.extend(json.loads(path.read_text(encoding="utf-8")))
-    return statistics_with_stored([load_method_rows(r.path) for r in runs], stored)
+        if path.is_file():   # its methods named by folder, here by run (``MethodRun.key``)
+            stored.extend({**c, "a": str(folder / c["a"]), "b": str(folder / c["b"])}
+                          for c in json.loads(path.read_text(encoding="utf-8")))
+    methods = []
+    for run in runs:
+        rows = load_method_rows(run.path)
+        rows.key = run.key
+        methods.append(rows)
+    return statistics_with_stored(methods, stored)
 
 
 def _dataset_section(name: str, runs: list[MethodRun], out: Path, index: int,

@@ -8,7 +8,6 @@ magnitude map ``[h, w]``. See reports/README.md.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from vqfr.errors import VqfrError
+from vqfr.stats.rows import read_per_image
 
 SUMMARY_SCHEMA = "vqfr-eval/summary/1"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -29,7 +29,7 @@ class MethodRun:
 
     path: Path                         # RUN_DIR/<dataset>/<slug>
     summary: dict[str, Any]
-    per_image: dict[str, list[Any]]    # column -> values, rows in file order
+    per_image: dict[str, list[Any]]    # column -> values (NaN: empty), rows in file order
     origin: str = ""                   # the run directory, when a report reads several
 
     @property
@@ -77,6 +77,12 @@ class MethodRun:
         return self.path.name
 
     @property
+    def key(self) -> str:
+        """Unique among the runs of a report (slugs repeat across run directories): the key of
+        its statistics (``vqfr.stats``)."""
+        return str(self.path)
+
+    @property
     def metrics(self) -> dict[str, float]:
         # summary.json writes non-finite numbers as "inf" / "nan" strings (JSON has none)
         return {k: float(v) for k, v in self.summary.get("metrics", {}).items()
@@ -92,7 +98,7 @@ class MethodRun:
             return {}
         out = {}
         for stem, value in zip(self.per_image["name"], self.per_image[metric]):
-            if value is not None and math.isfinite(value):
+            if math.isfinite(value):
                 out[stem] = value
         return out
 
@@ -115,28 +121,6 @@ class MethodRun:
 
     def offset_stems(self) -> list[str]:
         return sorted(p.stem for p in (self.path / "offsets").glob("*.npz"))
-
-
-def _number(text: str) -> float | None:
-    if text == "":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def read_per_image(path: Path) -> dict[str, list[Any]]:
-    if not path.is_file():
-        return {"name": []}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns: dict[str, list[Any]] = {name: [] for name in reader.fieldnames or ["name"]}
-        for row in reader:
-            for name in columns:
-                value = row.get(name, "")
-                columns[name].append(value if name == "name" else _number(value))
-    return columns
 
 
 def read_method_run(path: Path) -> MethodRun:

@@ -204,13 +204,13 @@ def _attach_statistics(rows: list[TableRow], columns: list[Column],
         cells = [row.cells[j] for row in rows if row.cells[j].run is not None
                  and row.cells[j].measured is not None]
         for cell in cells:
-            cell.ci = stats.intervals.get(cell.run.slug, {}).get(column.metric)
+            cell.ci = stats.intervals.get(cell.run.key, {}).get(column.metric)
         if column.lower_is_better is None:
             continue
-        values = {cell.run.slug: cell.measured for cell in cells}
+        values = {cell.run.key: cell.measured for cell in cells}
         tied = stats.tied_with_best(column.metric, list(values), values, column.lower_is_better)
         for cell in cells:
-            cell.tied_best = bool(tied.get(cell.run.slug))
+            cell.tied_best = bool(tied.get(cell.run.key))
 
 
 def spec_table(spec: Spec, runs: list[MethodRun],
@@ -257,7 +257,7 @@ def significance_matrices(dataset: str, runs: list[MethodRun], statistics: Any
         for a in members:
             row = []
             for b in members:
-                c = None if a is b else statistics.comparison(metric, a.slug, b.slug)
+                c = None if a is b else statistics.comparison(metric, a.key, b.key)
                 if c is None:
                     row.append(None)
                     continue

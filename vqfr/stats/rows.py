@@ -31,10 +31,11 @@ class MethodRows:
     path: Path
     summary: dict[str, Any]
     values: dict[str, np.ndarray] = field(default_factory=dict)   # column -> (n,), NaN = none
+    key: str = ""          # how results name the method; default: its folder name (the slug)
 
     @property
     def slug(self) -> str:
-        return self.path.name
+        return self.key or self.path.name
 
     @property
     def count(self) -> int:
