@@ -143,8 +143,8 @@ def _neg(value: float | None) -> float | None:
 def column_kind(method: MethodRows, column: str) -> str | None:
     """'mean' (per-image values), 'fid' / 'kid' (feature rows) or None (nothing to resample)."""
     files = method.row_files(column)
-    if files is not None:
-        return files.get("statistic", "fid")
+    if files is not None:   # feature rows; a set too small for a value has no interval either
+        return files.get("statistic", "fid") if math.isfinite(method.value(column)) else None
     values = method.values.get(column)
     if values is not None and not np.all(np.isnan(values)):
         return "mean"
@@ -156,9 +156,10 @@ def dataset_statistics(methods: list[MethodRows], options: CIOptions = CIOptions
     """Intervals and comparisons for the methods of one dataset (same images, same order);
     ``only``: these columns alone."""
     result = DatasetStatistics(options)
-    if not methods:
+    n = methods[0].count if methods else 0
+    if n < 2:
+        result.notes.append("fewer than 2 images: no intervals")
         return result
-    n = methods[0].count
     comparable = all(m.count == n and m.summary.get("dataset", {}).get("file_list_sha256") ==
                      methods[0].summary.get("dataset", {}).get("file_list_sha256")
                      for m in methods)
