@@ -62,11 +62,13 @@ def run(tmp_path_factory, faces_dir):
             cv2.imwrite(str(folders[name] / hq.name),
                         cv2.GaussianBlur(cv2.imread(str(hq)), (0, 0), sigma))
     shutil.copytree(folders["a"], folders["copy"])
+    stand_in = tmp / "stand-in-inception.pt"     # never read: the network is replaced below
+    torch.save(StandInFeatures().state_dict(), stand_in)
     args = ["run", "--dataset", str(data), "--method",
             ",".join(["lq"] + [f"folder:{folders[n]}" for n in ("a", "copy", "c")]),
             "--metrics", "psnr,ssim,fid,kid", "--fid-ref", "gt", "--out", str(tmp / "run"),
             "--quiet", "--allow-size", "multiple-of-32", "--resamples", str(RESAMPLES),
-            "--fid-resamples", str(FID_RESAMPLES)]
+            "--fid-resamples", str(FID_RESAMPLES), "--asset", f"fid-inception={stand_in}"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("vqfr.metrics.fid.load_fid_inception", lambda *a, **k: StandInFeatures())
         import io

@@ -27,6 +27,10 @@ class KID(FID):
     lower_is_better: ClassVar[bool] = True
     needs_reference: ClassVar[bool] = True   # the default reference is the ground truth
 
+    @classmethod
+    def required_assets(cls, options: dict[str, Any]) -> tuple[str, ...]:
+        return (cls.asset,)             # never FID's statistics file
+
     def __init__(self, reference: str | Path | None = "gt", weights: Weights = None,
                  device: str | torch.device = "cpu", assets: Mapping[str, str] | None = None,
                  batch_size: int = 16, model: torch.nn.Module | None = None) -> None:
