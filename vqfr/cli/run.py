@@ -159,5 +159,7 @@ def written_files(report) -> str:
         if images.is_dir():
             files.append(f"images/ ({sum(1 for _ in images.glob('*.png'))} PNGs)")
         lines.append(f"  {slug}/: {', '.join(files)}")
+    if report.statistics is not None and (folder / "comparisons.json").is_file():
+        lines.append("  comparisons.json (the methods compared pairwise)")
     lines.append(f"log: {report.out / 'log.txt'}")
     return "\n".join(lines)
