@@ -18,9 +18,11 @@ raises (its check is on the diagonal of the complex root; ours on the eigenvalue
 the same size). A non-finite root cannot come out of eigh for finite input, so the 1e-6 I
 retry only exists in the ``method="sqrtm"`` path, the official algorithm kept for comparison.
 
-numpy/scipy only (scipy's divide-and-conquer ``eigh`` is several times faster than torch's
-``eigvalsh`` on the CPU), so the statistics room (``vqfr.stats``: FID bootstrap intervals) uses
-the same code without importing torch.
+numpy/scipy only, so the statistics room (``vqfr.stats``: FID bootstrap intervals) uses the
+same code without importing torch. (Measured on the 2-core CPU: a whole 2048-dimensional
+distance takes the same single-thread CPU time as the former torch path, 1.3 s against 1.4 s;
+a 2048 eigenvalue problem with 2 threads on the idle machine took 0.23 s with scipy's ``eigh``,
+1.5 s with torch's ``eigvalsh``.)
 """
 from __future__ import annotations
 

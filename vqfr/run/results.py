@@ -206,8 +206,8 @@ def statistics_method_text(options: Any, has_fid: bool = True, has_kid: bool = T
     text = (f"{'BCa' if options.method == 'bca' else 'percentile'} bootstrap interval over "
             f"images ({options.resamples} resamples, seed {options.seed}")
     if has_fid:
-        text += (f"; FID: percentile, its first {options.fid_resamples} resamples, FID's "
-                 "small-N bias not covered")
+        text += (f"; FID: its first {options.fid_resamples} resamples, percentile interval "
+                 "centred on the value, FID's small-N bias not covered")
     if has_kid:
         text += "; KID: normal, jackknife standard error"
     return text + ")"
