@@ -89,7 +89,7 @@ def baseline_per_image(runs: list[MethodRows], resamples: int) -> int:
         for a, b in itertools.combinations(runs, 2):
             result = scipy_stats.bootstrap(
                 (a.values[metric], b.values[metric]),
-                lambda x, y, axis=-1: statistic(x, axis=axis) - statistic(y, axis=axis),
+                lambda x, y, axis=-1, s=statistic: s(x, axis=axis) - s(y, axis=axis),
                 n_resamples=resamples, method="BCa", paired=True, rng=np.random.default_rng(0))
             distribution = result.bootstrap_distribution        # its p-value:
             _ = 2 * min(np.mean(distribution <= 0), np.mean(distribution >= 0))
