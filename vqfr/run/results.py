@@ -214,11 +214,13 @@ def statistics_method_text(options: Any, has_fid: bool = True, has_kid: bool = T
 
 
 def write_statistics(dataset_dir: Path, summaries: dict[str, dict], statistics: Any) -> None:
-    """Each interval into its method's ``summary.json`` (``metric_info.<metric>.ci``) and the
-    paired comparisons into ``<dataset>/comparisons.json``, atomically."""
+    """Each interval into its method's ``summary.json`` (``metric_info.<metric>.ci``) and, for
+    a run of several methods, the paired comparisons into ``<dataset>/comparisons.json``
+    (replacing an earlier run's: they are recomputed from the files), atomically."""
     for slug, summary in summaries.items():
         for column, ci in statistics.intervals.get(slug, {}).items():
             summary["metric_info"][column]["ci"] = ci
         atomic_write_json(Path(dataset_dir) / slug / "summary.json", summary)
-    atomic_write_json(Path(dataset_dir) / "comparisons.json",
-                      [c.as_dict() for c in statistics.comparisons])
+    if len(summaries) > 1:
+        atomic_write_json(Path(dataset_dir) / "comparisons.json",
+                          [c.as_dict() for c in statistics.comparisons])
