@@ -42,6 +42,23 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def open_unit_interval(text: str) -> float:
+    """A number strictly between 0 and 1 (confidence levels, probabilities)."""
+    value = _number(text, float)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (both excluded), got "
+                                         f"{value:g}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number above 0 (differences to resolve)."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value:g}")
+    return value
+
+
 def positive_ints(text: str) -> list[int]:
     """``N[,N...]`` of positive integers."""
     values = [positive_int(part) for part in text.split(",") if part.strip()]

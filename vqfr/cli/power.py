@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vqfr.cli.ci_options import add_ci_options, ci_options, positive_number, probability
+from vqfr.cli.argtypes import open_unit_interval, positive_float
+from vqfr.cli.ci_options import add_ci_options, ci_options
 
 
 def register(subparsers) -> None:
@@ -19,10 +20,10 @@ def register(subparsers) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
                         help="a run directory (RUN_DIR/<dataset>/<method>/summary.json)")
     parser.add_argument("--metric", required=True, help="metric (column) name, e.g. lpips")
-    parser.add_argument("--delta", type=positive_number, required=True,
+    parser.add_argument("--delta", type=positive_float, required=True,
                         help="the difference to resolve, in the metric's units")
     parser.add_argument("--dataset", default=None, help="only this dataset of the run")
-    parser.add_argument("--power", type=probability, default=0.8,
+    parser.add_argument("--power", type=open_unit_interval, default=0.8,
                         help="probability of finding a true difference of DELTA (default: 0.8)")
     add_ci_options(parser, inherit=True)
     parser.set_defaults(func=power_command)
