@@ -277,3 +277,24 @@ def test_a_column_does_not_depend_on_the_others():
     for j in range(7):
         alone = ratio_bootstrap(resampler, x[:, j:j + 1], k[:, j:j + 1])
         assert np.array_equal(alone[:, 0], together[:, j])
+
+
+def test_methods_on_other_images_get_intervals_but_no_comparison(tmp_path):
+    """Two runs of a dataset name over different image lists (another version of the set): each
+    method's interval from its own images (scipy's, same seed), no paired comparison."""
+    from vqfr.stats.analysis import CIOptions, dataset_statistics
+    from vqfr.stats.rows import MethodRows
+
+    rng = np.random.default_rng(13)
+    methods = []
+    for name, n, sha in (("a", 40, "1"), ("b", 55, "2")):
+        values = rng.normal(0.3, 0.05, n)
+        summary = {"dataset": {"count": n, "file_list_sha256": sha}, "metrics": {"lpips": 0.3},
+                   "metric_info": {"lpips": {"lower_is_better": True, "options": {}}}}
+        methods.append(MethodRows(tmp_path / name, summary, {"lpips": values}))
+    stats = dataset_statistics(methods, CIOptions(resamples=1000))
+    assert stats.comparisons == [] and "not measured on the same images" in stats.notes[0]
+    for m in methods:
+        ref, _ = scipys(np.mean, (m.values["lpips"],), "BCa", 1000, seed=0)
+        ci = stats.intervals[m.slug]["lpips"]
+        assert (ci["low"], ci["high"]) == pytest.approx((ref.low, ref.high), rel=1e-10)

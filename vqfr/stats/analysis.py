@@ -163,8 +163,13 @@ def dataset_statistics(methods: list[MethodRows], options: CIOptions = CIOptions
     comparable = all(m.count == n and m.summary.get("dataset", {}).get("file_list_sha256") ==
                      methods[0].summary.get("dataset", {}).get("file_list_sha256")
                      for m in methods)
-    if not comparable:
+    if not comparable:   # each method on its own images, none compared
         result.notes.append("the methods were not measured on the same images: no comparisons")
+        for method in methods:
+            alone = dataset_statistics([method], options, only)
+            result.intervals.update(alone.intervals)
+            result.standard_errors.update(alone.standard_errors)
+        return result
     columns: dict[str, list[MethodRows]] = {}
     for method in methods:
         result.intervals.setdefault(method.slug, {})
@@ -182,11 +187,8 @@ def dataset_statistics(methods: list[MethodRows], options: CIOptions = CIOptions
         for kind, group in by_kind.items():
             analyse = {"mean": _mean_column, "fid": _fid_column, "kid": _kid_column}[kind]
             comparisons = analyse(column, group, resampler, options, result)
-            if comparable:
-                _adjust(comparisons)
-                result.comparisons.extend(comparisons)
-    if not comparable:
-        result.comparisons = []
+            _adjust(comparisons)
+            result.comparisons.extend(comparisons)
     return result
 
 
