@@ -108,7 +108,7 @@ def test_printed_table_has_intervals_and_marks(run):
     assert "†" not in c_cells[1] and "†" not in c_cells[2]
     assert any("half-width of the 0.95 BCa bootstrap interval" in line for line in lines)
     assert any("not significantly different from the column's best" in line for line in lines)
-    assert "  comparisons.json (the methods compared pairwise)" in lines
+    assert "  comparisons.json (pairwise comparisons)" in lines
 
 
 def test_summary_intervals_equal_scipys_bootstrap(run):

@@ -160,6 +160,6 @@ def written_files(report) -> str:
             files.append(f"images/ ({sum(1 for _ in images.glob('*.png'))} PNGs)")
         lines.append(f"  {slug}/: {', '.join(files)}")
     if report.statistics is not None and (folder / "comparisons.json").is_file():
-        lines.append("  comparisons.json (the methods compared pairwise)")
+        lines.append("  comparisons.json (pairwise comparisons)")
     lines.append(f"log: {report.out / 'log.txt'}")
     return "\n".join(lines)
