@@ -205,7 +205,7 @@ title = "Tiny table"
 paper = "test"
 kind = "comparison"
 datasets = ["celeba-test"]
-metrics = ["psnr", "ssim", "lmd"]
+metrics = ["psnr", "ssim", "musiq"]
 source = "test"
 status = "unknown"
 [metric_options.psnr]
@@ -226,7 +226,7 @@ label = "Paper only"
     args.remove("--metrics"), args.remove("psnr,ssim")        # the spec's metrics
     assert main(["--table", str(spec), "--report", str(report), *args]) == 0
     err = capsys.readouterr().err
-    assert "lmd" in err and "Paper only" in err
+    assert "musiq" in err and "Paper only" in err
     assert set(summary(out / "celeba-test" / "lq")["metrics"]) == {"psnr", "ssim"}
     vqfr = summary(out / "celeba-test" / "vqfr-v1")
     assert vqfr["counts"]["reused"] == FACES           # the plain run's images

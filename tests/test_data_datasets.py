@@ -35,7 +35,7 @@ def test_manifests_are_complete():
         assert data["name"] == name and data["counts"] == counts and data["paired"] is paired
         assert data["resolution"] == [512, 512] and data["source"]["downloads"]
         metrics = set(data["paper_metrics"])
-        assert metrics == ({"lpips", "fid", "niqe", "deg", "psnr", "ssim"} if paired
+        assert metrics == ({"lpips", "fid", "niqe", "deg", "lmd", "psnr", "ssim"} if paired
                            else {"fid", "niqe"})
         assert ("hq" in data["layout"]) is paired
         assert data["source"]["terms"]

@@ -18,9 +18,9 @@ def register(subparsers) -> None:
                     "--gt only no-reference metrics and FID are measured.")
     parser.add_argument("--restored", required=True, type=existing_folder, metavar="DIR")
     parser.add_argument("--gt", type=existing_folder, default=None, metavar="DIR")
-    parser.add_argument("--metrics", default="psnr,ssim,lpips,niqe,fid,deg", metavar="M1,M2",
+    parser.add_argument("--metrics", default="psnr,ssim,lpips,niqe,fid,deg,lmd", metavar="M1,M2",
                         help="metrics, each NAME[:option=value...][:label=COLUMN] as for `run` "
-                             "(default: psnr,ssim,lpips,niqe,fid,deg; without --gt the "
+                             "(default: psnr,ssim,lpips,niqe,fid,deg,lmd; without --gt the "
                              "full-reference ones are skipped)")
     parser.add_argument("--fid-ref", default=None, metavar="STATS_OR_DIR",
                         help="FID reference: a statistics file, a folder of images, or gt (the "
@@ -57,6 +57,9 @@ def main(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.csv, buffer.getvalue().encode())
     for name, value in result["metrics"].items():
         print(f"{name}: {value}")
+    for name, info in result["options"].items():
+        for stem, reason in info.get("unmeasured", {}).items():
+            print(f"{name}: {stem}: {reason} (left out of the mean)")
     for name, reason in result["skipped"].items():
         print(f"{name}: skipped ({reason})")
     for note, converted in result["conversions"].items():

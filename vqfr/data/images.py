@@ -138,14 +138,44 @@ def jpeg_exif_orientation(data: bytes) -> int | None:
     return None
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+
+
 def read_image_with_info(path: str | os.PathLike,
                          policy: ImagePolicy = DEFAULT_POLICY) -> tuple[np.ndarray, ImageInfo]:
     """Decode ``path`` into a uint8 H x W x 3 RGB array under ``policy``; see the module doc."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    return _decode(_read_bytes(path), path, policy)
+
+
+def read_image_and_gray(path: str | os.PathLike
+                        ) -> tuple[np.ndarray, ImageInfo, np.ndarray | None]:
+    """``read_image_with_info`` plus, for a file that is not a PNG, the grey image its own
+    decoder gives, as ``cv2.imread(path, 0)`` (the official Deg. script) reads it; from the same
+    bytes.
+
+    For a JPEG that is libjpeg's luma (no colour conversion at all), which differs from any
+    conversion of the decoded RGB. For a PNG it is None: libpng's grey is a function of the
+    RGB pixels (``vqfr.metrics.identity.png_gray``), so PNGs are decoded once. EXIF orientation
+    is ignored, as for the colour pixels."""
+    path = Path(path)
+    data = _read_bytes(path)
+    rgb, info = _decode(data, path, DEFAULT_POLICY)
+    if info.format == "png":
+        return rgb, info, None
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8),
+                        cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    if gray is None or gray.shape != rgb.shape[:2]:
+        raise ImageError(f"{path}: its grey decode failed or has another size than its colour "
+                         "decode")
+    return rgb, info, gray
+
+
+def _decode(data: bytes, path: Path, policy: ImagePolicy) -> tuple[np.ndarray, ImageInfo]:
     if not data:
         raise ImageError(f"{path}: empty file (0 bytes)")
     fmt = sniff_format(data)

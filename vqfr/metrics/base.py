@@ -17,8 +17,9 @@ positions in the dataset's file list (the runner assigns them), which keys per-i
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -35,11 +36,25 @@ class MetricResult:
     value: the dataset-level number (as the official script prints it).
     per_image: global image index -> value, for metrics that have one per image (None for FID).
     extra: further named numbers worth recording (e.g. Deg. with identical pairs kept, counts).
+    unmeasured: global image index -> why the metric has no value for it (where the official
+        script would stop, e.g. LMD's landmark at the last heatmap pixel); such images are left
+        out of ``value`` and ``per_image``, and the run goes on.
     """
 
     value: float
     per_image: dict[int, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    unmeasured: dict[int, str] = field(default_factory=dict)
+
+
+class FileGray(NamedTuple):
+    """Per image of a batch, the grey image its file's own decoder gives (``cv2.imread(path,
+    0)``: libjpeg's luma for a JPEG), where that is not a function of the RGB pixels; None where
+    it is (PNG, and images written by the run). Metrics that read images in grey, as the
+    official identity script does, take it as ``update(..., file_gray=...)``."""
+
+    restored: Sequence[Any]      # uint8 H x W numpy arrays or None
+    reference: Sequence[Any]
 
 
 class Metric:

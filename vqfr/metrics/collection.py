@@ -13,6 +13,10 @@ metric whose ``update`` accepts a ``cache`` keyword. Metrics store what others c
 same batch there under a key of their own (e.g. Deg and IDS: the ArcFace embeddings; PSNR and SSIM:
 the mean/variance-corrected images), so it is computed once per batch.
 
+Images as their files hold them: ``update(..., file_gray=FileGray(...))`` hands each file's own
+grey decode (JPEG luma) to the metrics whose ``update`` takes ``file_gray`` (Deg., IDS), where
+the official script reads the file in grey (see ``vqfr.data.images.read_image_and_gray``).
+
 Unpaired data (no ground truth): build with ``paired=False``; full-reference metrics are then
 skipped, each with its reason in ``skipped`` (or refused with ``on_unpaired="error"``).
 """
@@ -26,12 +30,17 @@ from typing import Any
 import torch
 
 from vqfr.errors import VqfrError
-from vqfr.metrics.base import Metric, MetricResult
+from vqfr.metrics.base import FileGray, Metric, MetricResult
 from vqfr.metrics.registry import create_metric, metric_class
 
 
 def _accepts(function: Any, parameter: str) -> bool:
     return parameter in inspect.signature(function).parameters
+
+
+def reads_file_gray(metric: Metric) -> bool:
+    """Whether ``metric`` uses the files' own grey decodes (``update(..., file_gray=...)``)."""
+    return _accepts(metric.update, "file_gray")
 
 
 class MetricCollection:
@@ -75,6 +84,7 @@ class MetricCollection:
         if unused:
             raise ValueError(f"options given for metrics not in the collection: {sorted(unused)}")
         self._takes_cache = {name: _accepts(m.update, "cache") for name, m in self.metrics.items()}
+        self._takes_gray = {name: reads_file_gray(m) for name, m in self.metrics.items()}
 
     @staticmethod
     def _needs_reference(name: str) -> bool:
@@ -99,7 +109,7 @@ class MetricCollection:
 
     # -- the one pass -----------------------------------------------------------------------
     def update(self, restored: torch.Tensor, reference: torch.Tensor | None = None,
-               index: torch.Tensor | None = None) -> None:
+               index: torch.Tensor | None = None, file_gray: FileGray | None = None) -> None:
         if reference is None:
             full_reference = [n for n, m in self.metrics.items() if m.needs_reference]
             if full_reference:
@@ -107,10 +117,10 @@ class MetricCollection:
                                  "(build the collection with paired=False for unpaired data)")
         cache: dict[Any, Any] = {}
         for name, metric in self.metrics.items():
-            if self._takes_cache[name]:
-                metric.update(restored, reference, index, cache=cache)
-            else:
-                metric.update(restored, reference, index)
+            extra: dict[str, Any] = {"cache": cache} if self._takes_cache[name] else {}
+            if file_gray is not None and self._takes_gray[name]:
+                extra["file_gray"] = file_gray
+            metric.update(restored, reference, index, **extra)
 
     def sync(self, group: Any = None) -> None:
         for metric in self.metrics.values():

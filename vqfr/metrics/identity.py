@@ -1,7 +1,8 @@
 """Identity metrics from ArcFace embeddings: Deg. (VQFR / GFPGAN papers) and IDS (CodeFormer).
 
 Protocol of TencentARC/VQFR ``metric_paper/calculate_cos_dist.py``: each image is read with
-``cv2.imread(path, 0)``, resized to 128 x 128 with ``cv2.resize(INTER_LINEAR)`` on uint8, scaled
+``cv2.imread(path, 0)`` (libpng's grey conversion for a PNG, ``png_gray`` below; libjpeg's own
+luma for a JPEG, which the loader decodes from the file: ``FileGray``), resized to 128 x 128 with ``cv2.resize(INTER_LINEAR)`` on uint8, scaled
 by (x - 127.5) / 127.5 and fed to ArcFace ResNet-Face-18 in eval mode, each pair as one batch
 [gt, restored]. cos = dot / (norm * norm) in numpy float32; Deg = arccos(cos) / pi * 180; pairs
 under 1 degree count as "identical" and are left out of the mean. IDS is the cosine itself.
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from vqfr.archs.arcface import ResNetArcFace
-from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
+from vqfr.metrics.base import FileGray, Metric, MetricResult, check_images, ordered_rows
 from vqfr.metrics.weights import Weights, metric_state_dict
 
 # libpng's png_set_rgb_to_gray(png, 1, 0.299, 0.587) as OpenCV's PNG decoder calls it for
@@ -38,6 +39,16 @@ def png_gray(rgb: torch.Tensor) -> torch.Tensor:
     r, g, b = rgb.to(torch.int32).unbind(1)
     red, green, blue = _PNG_GRAY_RGB
     return ((red * r + green * g + blue * b) >> 15).to(torch.uint8)
+
+
+def official_gray(rgb: torch.Tensor, file_gray: list | None = None) -> torch.Tensor:
+    """uint8 B x 3 x H x W RGB -> uint8 B x H x W as ``cv2.imread(path, 0)`` reads each file:
+    ``png_gray`` of the pixels, or the file's own grey decode where ``file_gray`` has one."""
+    gray = png_gray(rgb)
+    for i, decoded in enumerate(file_gray or ()):
+        if decoded is not None:
+            gray[i] = torch.as_tensor(decoded, device=gray.device)
+    return gray
 
 
 def arcface_input(gray: torch.Tensor) -> torch.Tensor:
@@ -112,14 +123,16 @@ class IdentityEmbedder:
         return self.net(x).float().cpu().numpy()
 
     def pair_cosines(self, restored: torch.Tensor, reference: torch.Tensor,
-                     cache: dict | None = None) -> np.ndarray:
+                     cache: dict | None = None, file_gray: FileGray | None = None) -> np.ndarray:
         """Float32 cosine per pair. The whole batch goes through the network at once: in eval
-        mode this equals the official per-pair [gt, restored] batches up to float rounding."""
+        mode this equals the official per-pair [gt, restored] batches up to float rounding.
+        ``file_gray``: the files' own grey decodes (JPEG), used in place of ``png_gray``."""
         key = ("arcface-cosines", id(self))
         if cache is not None and key in cache:
             return cache[key]
         batch = reference.shape[0]
-        embeddings = self.embed(png_gray(torch.cat([reference, restored])))
+        decoded = [*file_gray.reference, *file_gray.restored] if file_gray else None
+        embeddings = self.embed(official_gray(torch.cat([reference, restored]), decoded))
         cos = cosine_float32(embeddings[:batch], embeddings[batch:])
         if cache is not None:
             cache[key] = cos
@@ -142,15 +155,17 @@ class _IdentityMetric(Metric):
         raise NotImplementedError
 
     def update(self, restored: torch.Tensor, reference: torch.Tensor | None = None,
-               index: torch.Tensor | None = None, cache: dict | None = None) -> None:
+               index: torch.Tensor | None = None, cache: dict | None = None,
+               file_gray: FileGray | None = None) -> None:
         """``cache``: a dict shared by the metrics updated on the same batch (MetricCollection
-        passes one), so Deg and IDS compute the embeddings once."""
+        passes one), so Deg and IDS compute the embeddings once. ``file_gray``: the images'
+        own grey decodes where their files are not PNGs (the runner reads them)."""
         if reference is None:
             raise ValueError(f"{self.name} needs the reference (ground-truth) images")
         if index is None:
             raise ValueError(f"{self.name}: update() needs the global image indices")
         check_images(restored, reference, self.name)
-        values = self.per_pair(self.embedder.pair_cosines(restored, reference, cache))
+        values = self.per_pair(self.embedder.pair_cosines(restored, reference, cache, file_gray))
         self.index = torch.cat([self.index, index.detach().cpu().long()])
         self.values = torch.cat([self.values, torch.from_numpy(values)])
 
@@ -188,8 +203,8 @@ class Deg(_IdentityMetric):
                    "mean_excluding_identical": mean_kept, "mean_including_identical": mean_all})
 
     def options(self) -> dict[str, Any]:
-        return {"gray": "cv2.imread(png, 0)", "size": ARCFACE_SIZE, "resize": "INTER_LINEAR uint8",
-                "exclude_identical": self.exclude_identical,
+        return {"gray": "cv2.imread(path, 0)", "size": ARCFACE_SIZE,
+                "resize": "INTER_LINEAR uint8", "exclude_identical": self.exclude_identical,
                 "identical_below_deg": self.IDENTICAL_BELOW}
 
 
@@ -211,4 +226,5 @@ class IDS(_IdentityMetric):
                             extra={"count": len(cos)})
 
     def options(self) -> dict[str, Any]:
-        return {"gray": "cv2.imread(png, 0)", "size": ARCFACE_SIZE, "resize": "INTER_LINEAR uint8"}
+        return {"gray": "cv2.imread(path, 0)", "size": ARCFACE_SIZE,
+                "resize": "INTER_LINEAR uint8"}

@@ -148,5 +148,6 @@ for _name, _target in {
     "kid": "vqfr.metrics.kid:KID",
     "deg": "vqfr.metrics.identity:Deg",
     "ids": "vqfr.metrics.identity:IDS",
+    "lmd": "vqfr.metrics.landmark:LMD",
 }.items():
     register_metric(_name, _target)

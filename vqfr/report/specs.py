@@ -26,7 +26,7 @@ KINDS = ("comparison", "ablation", "efficiency")
 
 # Direction of every quantity a spec may name. The image metrics are the suite's registry names
 # (their classes carry the same ``lower_is_better``; tests/test_eval_specs.py checks it) plus
-# the paper metrics the suite does not compute (LMD needs the AWing landmark network).
+# the paper metrics the suite does not compute (MUSIQ under its paper name).
 LOWER_IS_BETTER: dict[str, bool] = {
     "psnr": False, "ssim": False, "lpips": True, "niqe": True, "fid": True, "kid": True,
     "deg": True, "ids": False, "lmd": True, "musiq": False,

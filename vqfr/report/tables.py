@@ -176,6 +176,11 @@ def _column_notes(columns: list[Column], rows: list[TableRow], spec: Spec | None
         text = metric_label(metric)
         if counts:
             text += f": {', '.join(map(str, counts))} images"
+        unmeasured = sorted({len(info["unmeasured"]) for _, info in infos
+                             if info.get("unmeasured")})
+        if unmeasured:
+            text += (f" ({', '.join(map(str, unmeasured))} without a value, left out of the "
+                     "mean: see metric_info in summary.json)")
         if measured_options:
             distinct = list({options_text(o): o for o in measured_options}.values())
             text += "; measured with " + " | ".join(options_text(o) for o in distinct)

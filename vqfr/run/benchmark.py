@@ -21,8 +21,8 @@ from vqfr.run.metricset import MetricSet, merge_batch_states, metric_assets
 from vqfr.run.progress import RunLog
 from vqfr.run.restorer import Restorer, SweepRestorer, make_deterministic, sweep_family
 from vqfr.run.results import (command_line, conversion_summary, format_table, results_table,
-                              runtime_versions, write_metric_rows, write_per_image_csv,
-                              write_statistics, write_summary)
+                              runtime_versions, unmeasured_lines, write_metric_rows,
+                              write_per_image_csv, write_statistics, write_summary)
 from vqfr.run.runner import Item, MethodPass, run_in_lockstep
 from vqfr.stats.analysis import CIOptions, DatasetStatistics, dataset_statistics
 from vqfr.stats.rows import load_method_rows
@@ -31,7 +31,7 @@ from vqfr.zoo.resolve import NonOfficialAsset, check_assets, missing_files_text,
 
 # CelebA-Test's metric set, the default for a directory without a manifest (full-reference ones
 # are skipped when it has no hq/).
-PAPER_METRICS = ("lpips", "fid", "niqe", "deg", "psnr", "ssim")
+PAPER_METRICS = ("lpips", "fid", "niqe", "deg", "lmd", "psnr", "ssim")
 
 
 @dataclass
@@ -375,6 +375,8 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
         log(f"{method.label}: computing {', '.join(metrics.metrics)}", echo=False)
         results = metrics.compute(merge_batch_states([p.batch_states for p in parts]))
         stems = [it.stem for it in items]
+        for line in unmeasured_lines(results, stems):
+            log(f"{method.label}: {line}")
         write_per_image_csv(method_dir / "per_image.csv", stems, results)
         rows = write_metric_rows(method_dir, metrics.metrics)
         finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -398,6 +400,6 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
             conversions=conversion_summary(
                 {file: notes for p in parts for file, notes in p.conversions.items()},
                 dataset.root),
-            skipped_metrics=metrics.skipped, metric_rows=rows)
+            skipped_metrics=metrics.skipped, metric_rows=rows, stems=stems)
     finally:
         ctx.barrier()

@@ -71,7 +71,7 @@ def evaluate_folders(restored: Path, gt: Path | None, metric_names: list[str],
         per_image.append(row)
     return {"metrics": {name: json_number(float(r.value)) for name, r in results.items()},
             "per_image": per_image,
-            "options": metric_info(metrics.metrics, results),
+            "options": metric_info(metrics.metrics, results, stems=[it.stem for it in items]),
             "skipped": metrics.skipped, "missing_files": missing_files,
             "conversions": conversion_summary(outcome.conversions),
             "provenance": {**runtime_versions(), "restored": str(restored),

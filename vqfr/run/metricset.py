@@ -15,7 +15,8 @@ import torch
 
 from vqfr.errors import AssetUnavailable, VqfrError
 from vqfr.metrics import Metric, MetricResult
-from vqfr.metrics.collection import MetricCollection
+from vqfr.metrics.base import FileGray
+from vqfr.metrics.collection import MetricCollection, reads_file_gray
 from vqfr.metrics.registry import MetricSpec, metric_class, parse_metric_specs
 from vqfr.run.methods import options_digest
 
@@ -58,6 +59,8 @@ class MetricSet:
         self.needs_reference = paired and any(
             m.needs_reference or getattr(m, "reference", None) == "gt"
             for m in self.metrics.values())
+        # Deg./IDS read JPEG files in grey as the official script does: the loader decodes them
+        self.needs_file_gray = any(reads_file_gray(m) for m in self.metrics.values())
 
     def assets(self) -> list[str]:
         """The zoo assets of the metrics measured."""
@@ -70,16 +73,19 @@ class MetricSet:
                                  "options": self.metrics[label].options()})
         return f"{label}-{digest[:12]}-b{batch_size}"
 
-    def update(self, names: list[str], groups: list[tuple[torch.Tensor, torch.Tensor | None,
-                                                          torch.Tensor]]) -> dict[str, dict]:
+    def update(self, names: list[str],
+               groups: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor,
+                                  FileGray | None]]) -> dict[str, dict]:
         """Reset the metrics ``names``, update them on the batch (given as same-shape groups of
-        (restored, reference, index)) and return their states: the batch's contribution."""
+        (restored, reference, index, file_gray)) and return their states: the batch's
+        contribution."""
         if not names:
             return {}
         collection = MetricCollection({n: self.metrics[n] for n in names})
         collection.reset()
-        for restored, reference, index in groups:
-            collection.update(restored, reference if self.needs_reference else None, index)
+        for restored, reference, index, file_gray in groups:
+            collection.update(restored, reference if self.needs_reference else None, index,
+                              file_gray=file_gray)
         return {n: {k: v.detach().cpu().clone() for k, v in self.metrics[n].states().items()}
                 for n in names}
 

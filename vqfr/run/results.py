@@ -61,8 +61,11 @@ def command_line() -> str:
 
 
 def metric_info(metrics: dict[str, Any], results: dict[str, MetricResult],
-                rows: dict[str, dict] | None = None) -> dict[str, Any]:
-    """``rows``: where a metric's feature rows are (``write_metric_rows``)."""
+                rows: dict[str, dict] | None = None,
+                stems: list[str] | None = None) -> dict[str, Any]:
+    """Per metric: direction, options, count, extra numbers, where its feature rows are
+    (``rows``: ``write_metric_rows``) and the images it has no value for (``unmeasured``:
+    name -> reason; ``stems`` maps global indices to names)."""
     info = {}
     for name, metric in metrics.items():
         result = results[name]
@@ -73,6 +76,9 @@ def metric_info(metrics: dict[str, Any], results: dict[str, MetricResult],
                       "extra": {k: json_number(v) for k, v in result.extra.items()}}
         if rows and name in rows:
             info[name]["rows"] = rows[name]
+        if result.unmeasured:
+            info[name]["unmeasured"] = {(stems[i] if stems else str(i)): why
+                                        for i, why in sorted(result.unmeasured.items())}
     return info
 
 
@@ -129,15 +135,23 @@ def write_metric_rows(method_dir: Path, metrics: dict[str, Any]) -> dict[str, di
     return files
 
 
+def unmeasured_lines(results: dict[str, MetricResult], stems: list[str]) -> list[str]:
+    """One line per metric with images it could not give a value, for the run log."""
+    return [f"{name}: {len(r.unmeasured)} image(s) without a value, left out of the mean:\n  "
+            + "\n  ".join(f"{stems[i]}: {why}" for i, why in sorted(r.unmeasured.items()))
+            for name, r in results.items() if r.unmeasured]
+
+
 def write_summary(path: Path, *, dataset: dict, method: dict, results: dict[str, MetricResult],
                   metrics: dict[str, Any], counts: dict, provenance: dict,
                   conversions: dict[str, dict] | None = None,
                   skipped_metrics: dict[str, str] | None = None,
-                  metric_rows: dict[str, dict] | None = None) -> dict:
+                  metric_rows: dict[str, dict] | None = None,
+                  stems: list[str] | None = None) -> dict:
     summary = {"schema": SUMMARY_SCHEMA, "dataset": dataset, "method": method,
                "metrics": {name: json_number(float(r.value)) for name, r in results.items()},
-               "metric_info": metric_info(metrics, results, metric_rows), "counts": counts,
-               "provenance": provenance}
+               "metric_info": metric_info(metrics, results, metric_rows, stems),
+               "counts": counts, "provenance": provenance}
     if conversions is not None:
         summary["conversions"] = conversions
     if skipped_metrics:

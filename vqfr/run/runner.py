@@ -37,8 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqfr.data.images import read_image_with_info, sha256_file, write_png_atomic
+from vqfr.data.images import (read_image_and_gray, read_image_with_info, sha256_file,
+                              write_png_atomic)
 from vqfr.errors import ImageError, OutputError, VqfrError
+from vqfr.metrics.base import FileGray
 from vqfr.run.cache import RestoreCache, StateStore, pixels_sha256
 from vqfr.run.distributed import DistContext
 from vqfr.run.methods import Method
@@ -87,6 +89,7 @@ class _Batch:
     notes: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (role, pos) -> notes
     refresh: set[int] = field(default_factory=set)   # reused PNGs whose stat is re-journaled
     replaced: list[str] = field(default_factory=list)
+    grays: dict[Path, np.ndarray] = field(default_factory=dict)   # file -> its own grey decode
 
 
 def to_batch_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -128,12 +131,25 @@ class MethodPass:
     def _output_path(self, item: Item) -> Path:
         return self.images_dir / f"{item.stem}.png" if self.write_images else item.source
 
+    def _decode(self, batch: _Batch, path: Path, measured_as_file: bool):
+        """(pixels, info) of a file; for a file measured as it is (a reference, a folder's
+        result) also its own grey decode where a metric reads files in grey (Deg., IDS) and
+        it is not a PNG, kept in ``batch.grays``."""
+        if not (measured_as_file and self.metrics.needs_file_gray):
+            return read_image_with_info(path)
+        array, info, gray = read_image_and_gray(path)
+        if gray is not None:
+            batch.grays[path] = gray
+        return array, info
+
     def _read(self, batch: _Batch, p: int, role: str) -> np.ndarray | None:
         """Decode the position's input (``role`` "input") or reference, noting conversions; a
         file that cannot be used fails its item."""
         item = batch.items[p]
         try:
-            array, info = read_image_with_info(item.source if role == "input" else item.reference)
+            # a model's input is not measured; a folder's result is, as its file holds it
+            array, info = self._decode(batch, item.source if role == "input" else item.reference,
+                                       role == "reference" or not self.write_images)
         except ImageError as exc:
             batch.failed[item.stem] = str(exc)
             return None
@@ -192,7 +208,7 @@ class MethodPass:
         is to be restored again (its PNG was changed or removed)."""
         item = batch.items[p]
         try:
-            array, info = read_image_with_info(self._output_path(item))
+            array, info = self._decode(batch, self._output_path(item), not self.write_images)
         except ImageError:
             array = None
         if array is None or pixels_sha256(array) != batch.cached_sha[p]:
@@ -379,7 +395,12 @@ class MethodPass:
             ref = (to_batch_tensor([batch.references[p] for p in positions]).to(device)
                    if self.metrics.needs_reference else None)
             index = torch.tensor([batch.items[p].index for p in positions], dtype=torch.long)
-            groups.append((out, ref, index))
+            file_gray = None
+            if batch.grays:
+                file_gray = FileGray(
+                    [batch.grays.get(self._output_path(batch.items[p])) for p in positions],
+                    [batch.grays.get(batch.items[p].reference) for p in positions])
+            groups.append((out, ref, index, file_gray))
         return groups
 
 

@@ -8,7 +8,9 @@ Sources of the URLs and hashes:
   full sha256 values are the ones many independent download lists pin (recorded in the reference
   manifests); they are not published by the authors.
 - Metric files: pytorch-fid and torchvision release URLs (torch.hub names: ``-<sha256 prefix>``);
-  the NIQE parameters' full sha256 is that of the official file in the VQFR snapshot.
+  the NIQE parameters' full sha256 is that of the official file in the VQFR snapshot. The AWing
+  FAN (LMD) file has no published hash anywhere (facexlib downloads it unchecked); LMD records
+  the sha256 of the file it used in its options.
 When no hash is known, the sha256 of the file actually used is recorded with the results.
 """
 from __future__ import annotations
@@ -73,6 +75,16 @@ register_asset(Asset(
     manual=f"Google Drive only (VQFR README, 'Evaluation', metric weights): open {METRIC_DRIVE} "
            "and download resnet18_110.pth.",
     description="ArcFace ResNet18 of arcface-pytorch, for the identity metric Deg.",
+))
+register_asset(Asset(
+    name="awing-fan",
+    filename="alignment_WFLW_4HG.pth",
+    # the file facexlib's init_alignment_model('awing_fan') downloads (it checks no hash)
+    urls=("https://github.com/xinntao/facexlib/releases/download/v0.1.0/alignment_WFLW_4HG.pth",),
+    checkpoint_key="state_dict",
+    manual=f"also in the VQFR metric-weights Google Drive folder (VQFR README, 'Evaluation'): "
+           f"{METRIC_DRIVE}",
+    description="AWing FAN (4 hourglasses, 98 WFLW landmarks), for the landmark metric LMD",
 ))
 register_asset(Asset(
     name="fid-inception",

@@ -26,6 +26,11 @@ class CheckpointError(VqfrError):
     """A file is not a usable checkpoint; the message names it."""
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """Safe loading (``weights_only=True``) refused a file: it pickles more than tensors and
+    plain containers."""
+
+
 def _keys(mapping: Mapping, limit: int = 12) -> str:
     keys = [repr(k) for k in list(mapping)[:limit]]
     return ", ".join(keys) + (f", ... ({len(mapping)} keys)" if len(mapping) > limit else "")
@@ -84,7 +89,7 @@ def load_checkpoint_file(path: str | Path, allow_numpy: bool = False) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except pickle.UnpicklingError as exc:
         detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(exc))
-        raise CheckpointError(
+        raise UnsafeCheckpointError(
             f"{path} is not a valid PyTorch checkpoint of plain weights: safe loading "
             f"(weights_only=True) refused it ({detail.group(1) if detail else exc})") from None
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
