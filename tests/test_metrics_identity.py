@@ -1,6 +1,7 @@
 """Identity metrics (Deg., IDS) and the ArcFace network against the ArcFace golden."""
 from __future__ import annotations
 
+import csv
 import json
 
 import cv2
@@ -151,3 +152,105 @@ def test_exclude_identical_option(arcface_synthetic):
     assert result.per_image[0] == 0.0 and result.per_image[1] >= 1.0
     assert result.value == pytest.approx(result.per_image[1] / 2)
     assert result.extra["mean_excluding_identical"] == pytest.approx(result.per_image[1])
+
+
+# -- Deg. on JPEG files: the decoder's own grey, as cv2.imread(path, 0) reads it ----------------
+
+def official_cosines(net, gt_paths, restored_paths) -> np.ndarray:
+    """calculate_cos_dist.py: cv2.imread(path, 0) of both, each pair [gt, restored] as a batch,
+    float32 cosine (Deg. = angle_degrees of it)."""
+    cosines = []
+    with torch.inference_mode():
+        for gt, restored in zip(gt_paths, restored_paths):
+            gray = torch.from_numpy(np.stack([cv2.imread(str(p), 0) for p in (gt, restored)]))
+            emb = net(arcface_input(gray)).numpy()
+            cosines.append(cosine_float32(emb[:1], emb[1:])[0])
+    return np.array(cosines, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def jpeg_folders(faces_dir, golden, tmp_path_factory):
+    """gt/ = the golden faces (PNG); jpeg/ = their degraded copies as the golden's JPEG bytes."""
+    root = tmp_path_factory.mktemp("jpeg_results")
+    (root / "gt").mkdir()
+    (root / "jpeg").mkdir()
+    for name, data in zip(golden["faces"], golden["inputs"]["deg_jpeg_bytes"]):
+        (root / "gt" / name).write_bytes((faces_dir / name).read_bytes())
+        (root / "jpeg" / name.replace(".png", ".jpg")).write_bytes(data.numpy().tobytes())
+    return root
+
+
+def test_the_loader_gives_a_jpegs_own_grey(jpeg_folders, golden):
+    from vqfr.data.images import read_image_and_gray
+
+    differs = 0
+    for i, name in enumerate(golden["faces"]):
+        path = jpeg_folders / "jpeg" / name.replace(".png", ".jpg")
+        rgb, gray = read_image_and_gray(path)
+        assert np.array_equal(gray, cv2.imread(str(path), 0))
+        assert np.array_equal(gray, golden["inputs"]["deg_gray512_uint8"][i].numpy())
+        converted = png_gray(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0].numpy()
+        differs += not np.array_equal(converted, gray)
+    assert differs == 3     # all but the face that is grey itself (Julia Roberts)
+    png = next((jpeg_folders / "gt").iterdir())
+    rgb, gray = read_image_and_gray(png)
+    assert gray is None and np.array_equal(rgb, read_rgb(png).permute(1, 2, 0).numpy())
+
+
+def test_deg_on_jpeg_files_is_the_official_value(jpeg_folders, golden, weights_file,
+                                                 arcface_synthetic, tmp_path):
+    """``vqfr-eval metrics`` with JPEG results (then JPEG ground truth): the official per-pair
+    values of calculate_cos_dist.py, which reads every file with cv2.imread(path, 0)."""
+    from vqfr.cli import main
+
+    net = load_arcface(arcface_synthetic)
+    names = golden["faces"]
+    gt_paths = [jpeg_folders / "gt" / n for n in names]
+    jpeg_paths = [jpeg_folders / "jpeg" / n.replace(".png", ".jpg") for n in names]
+    official = angle_degrees(official_cosines(net, gt_paths, jpeg_paths))
+    assert np.abs(official - golden["outputs"]["deg"].numpy()).max() <= DEG_TOL
+    for restored, gt in (("jpeg", "gt"), ("gt", "jpeg")):
+        out = tmp_path / f"{restored}.json"
+        assert main(["metrics", "--restored", str(jpeg_folders / restored), "--gt",
+                     str(jpeg_folders / gt), "--metrics", "deg", "--asset",
+                     f"arcface-resnet18={weights_file}", "--json", str(out), "--quiet"]) == 0
+        rows = {r["name"]: r["deg"] for r in json.loads(out.read_text())["per_image"]}
+        ours = np.array([rows[n.removesuffix(".png")] for n in names])
+        assert np.abs(ours - official).max() <= DEG_TOL, (restored, ours - official)
+    # the grey converted from the decoded colour pixels is measurably another number
+    converted = []
+    with torch.inference_mode():
+        for gt, jpeg in zip(gt_paths, jpeg_paths):
+            gray = png_gray(torch.stack([read_rgb(gt), read_rgb(jpeg)]))
+            emb = net(arcface_input(gray)).numpy()
+            converted.append(angle_degrees(cosine_float32(emb[:1], emb[1:]))[0])
+    assert np.abs(np.array(converted) - official).max() > 5 * DEG_TOL     # 0.011 deg
+
+
+def test_runs_with_jpeg_results_measure_their_own_grey(jpeg_folders, faces_dir, golden,
+                                                       weights_file, arcface_synthetic, tmp_path):
+    """A run with ``folder:`` JPEG results gives the official Deg.; IDS added on a rerun, from
+    the results read back through the run's cache, is the official cosine too."""
+    from vqfr.cli import main
+
+    names = golden["faces"]
+    cosines = official_cosines(load_arcface(arcface_synthetic),
+                               [jpeg_folders / "gt" / n for n in names],
+                               [jpeg_folders / "jpeg" / n.replace(".png", ".jpg") for n in names])
+    expected = {n.removesuffix(".png"): {"deg": d, "ids": c}
+                for n, d, c in zip(names, angle_degrees(cosines), cosines)}
+    data = tmp_path / "set"
+    for sub in ("lq", "hq"):
+        (data / sub).mkdir(parents=True)
+        for name in names:
+            (data / sub / name).write_bytes((faces_dir / name).read_bytes())
+    args = ["run", "--dataset", str(data), "--method", f"folder:{jpeg_folders / 'jpeg'}",
+            "--out", str(tmp_path / "runs"), "--quiet", "--asset",
+            f"arcface-resnet18={weights_file}"]
+    for metrics, tolerance in (("deg", {"deg": DEG_TOL}), ("deg,ids", {"ids": 1e-6})):
+        assert main([*args, "--metrics", metrics]) == 0
+        method_dir = next((tmp_path / "runs" / "set").iterdir())
+        with open(method_dir / "per_image.csv") as f:
+            for row in csv.DictReader(f):
+                for metric, tol in tolerance.items():
+                    assert abs(float(row[metric]) - expected[row["name"]][metric]) <= tol
