@@ -222,6 +222,19 @@ def test_states_merge_across_processes(metric, measured, faces):
     assert merged.unmeasured == whole.unmeasured
 
 
+def test_the_gt_side_is_computed_once_per_batch_across_methods(metric, faces):
+    """Methods of a run update LMD on the same GT batch in turn: the GT landmarks are kept
+    for the last reference batch, so each further method costs only its restored side."""
+    gt, blurred = faces
+    forwards = []
+    hook = metric.detector.net.register_forward_hook(lambda *args: forwards.append(1))
+    metric.reset()
+    for restored in (blurred[:1], gt[:1]):          # two "methods", one GT batch
+        metric.update(restored, gt[:1], torch.tensor([0]))
+    hook.remove()
+    assert len(forwards) == 3
+
+
 def test_registered_like_the_other_metrics(weights):
     from vqfr.metrics.registry import metric_class
 
@@ -380,6 +393,12 @@ def test_celeba_test_run_measures_lmd_by_default(faces, golden, weights_file, re
         rows = {row["name"]: row for row in csv.DictReader(f)}
     assert rows["gfpgan_Adele_crop"]["lmd"] == "" and rows["gfpgan_Adele_crop"]["psnr"]
     assert float(rows["codeformer_0478"]["lmd"]) == golden["outputs"]["lmd"][1].item()
+    # the report shows LMD in the paper table's column, with the count it has no value for
+    assert main(["report", str(out), "--spec", "vqfr_celeba_test", "-o",
+                 str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert f"{summary['metrics']['lmd']:.3f}" in text
+    assert "LMD: 3 images (1 without a value, left out of the mean" in text
 
 
 # -- the README's mistakes are caught by the comparisons above ------------------------------

@@ -1,0 +1,145 @@
+"""Speed of LMD against the official one-image-at-a-time loop, measured in one run at equal values.
+
+    python benchmarks/bench_lmd.py [--shared ../shared] [--pairs 8] [--batch-size 8]
+                                   [--device cuda] [--threads N] [--repeats 2]
+
+Pairs: the real faces of ``shared/faces`` as GT, their Gaussian-blurred copies (sigma 2) as the
+restored images, decoded once beforehand (both sides time the work from uint8 pixels to LMD).
+Weights: the synthetic AWing FAN (seed 1; the speed does not depend on the values).
+
+- ours: ``vqfr.metrics.landmark.LMD`` on batches of ``--batch-size`` pairs (restored and GT
+  batches through the network, border rules per image on the device);
+- baseline: the official ``calculate_landmark_distance.py`` loop transcribed below: per pair,
+  ``get_landmarks`` on the restored then the GT image (BGR resize, one-image forward, numpy
+  ``calculate_points``), then ``get_landmark_distance``; same network module on the same device.
+
+The two give the same per-pair values (checked; pairs where the official code raises are
+skipped by both). Prints ms per image (one landmark detection) and the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vqfr.archs.awing import FAN
+from vqfr.metrics.landmark import LMD
+from vqfr.zoo.synthetic import synthetic_state_dict
+
+
+# ---- baseline: the official get_landmarks / calculate_points, transcribed ---------------------
+def official_calculate_points(heatmaps: np.ndarray) -> np.ndarray:
+    batch, count, height, width = heatmaps.shape
+    rows = np.arange(batch * count)
+    heatline = heatmaps.reshape(batch, count, height * width)
+    indexes = np.argmax(heatline, axis=2)
+    preds = np.stack((indexes % width, indexes // width), axis=2).astype(np.float64)
+    flat = indexes.ravel()
+    heatline = heatline.reshape(batch * count, height * width)
+    x_up = heatline[rows, flat + 1]          # IndexError at the last pixel, as the original
+    x_down = heatline[rows, flat - 1]
+    y_up = heatline[rows, 4095] if any(flat + width >= 4096) else heatline[rows, flat + width]
+    y_down = heatline[rows, 0] if any(flat - width <= 0) else heatline[rows, flat - width]
+    shift = np.sign(np.stack((x_up - x_down, y_up - y_down), axis=1)) * 0.25
+    return preds + shift.reshape(batch, count, 2) + 0.5
+
+
+@torch.no_grad()
+def official_get_landmarks(net: FAN, bgr: np.ndarray, device: torch.device) -> np.ndarray:
+    height, width = bgr.shape[:2]
+    small = cv2.resize(bgr, (256, 256))[..., ::-1]
+    x = torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1))).float().to(device)
+    x = x.div_(255.0).unsqueeze_(0)
+    heatmaps = net(x)[0][-1][:, :-1].detach().cpu().numpy()
+    return official_calculate_points(heatmaps).reshape(-1, 2) * (width / 64, height / 64)
+
+
+def official_loop(net: FAN, pairs: list[tuple[np.ndarray, np.ndarray]],
+                  device: torch.device) -> list[float | None]:
+    values = []
+    for restored, gt in pairs:
+        try:
+            pred = official_get_landmarks(net, restored, device)
+            ref = official_get_landmarks(net, gt, device)
+        except IndexError:
+            values.append(None)      # the official script stops here
+            continue
+        values.append(float(np.sqrt(((ref - pred) ** 2).sum(1)).mean()))
+    return values
+
+
+# ---- ours ---------------------------------------------------------------------------------------
+def ours(metric: LMD, pairs: list[tuple[np.ndarray, np.ndarray]], batch_size: int,
+         device: torch.device) -> list[float | None]:
+    metric.reset()
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        restored, gt = (torch.from_numpy(np.stack([p[k][..., ::-1] for p in chunk]))
+                        .permute(0, 3, 1, 2).to(device) for k in (0, 1))
+        metric.update(restored, gt, torch.arange(start, start + len(chunk)))
+    per_image = metric.compute().per_image
+    return [per_image.get(i) for i in range(len(pairs))]
+
+
+def timed(function, device: torch.device, repeats: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        result = function()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] /
+                        "shared")
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=2, help="best of N timed runs")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    faces = sorted((args.shared / "faces").glob("*.png"))[:args.pairs]
+    pairs = []
+    for path in faces:
+        face = cv2.imread(str(path))
+        pairs.append((cv2.GaussianBlur(face, (0, 0), 2), face))
+
+    weights = synthetic_state_dict(FAN(), seed=1)
+    metric = LMD(weights={"state_dict": weights}, device=device)
+    net = metric.detector.net            # the very same module for the baseline
+    ours(metric, pairs[:1], 1, device)   # warm-up (allocator, cuDNN autotuning)
+    official_loop(net, pairs[:1], device)
+
+    t_ours, values = timed(lambda: ours(metric, pairs, args.batch_size, device), device,
+                           args.repeats)
+    t_official, expected = timed(lambda: official_loop(net, pairs, device), device, args.repeats)
+    mismatch = [i for i, (a, b) in enumerate(zip(values, expected))
+                if (a is None) != (b is None) or (a is not None and abs(a - b) > 1e-9)]
+    if mismatch:
+        raise SystemExit(f"values differ from the official loop for pairs {mismatch}")
+    images = 2 * len(pairs)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"LMD, {len(pairs)} pairs of 512x512 faces ({images} landmark detections), {name}, "
+          f"{torch.get_num_threads()} threads, best of {args.repeats}; "
+          f"{sum(v is None for v in values)} pairs without a value (official IndexError)")
+    print(f"  ours, batch {args.batch_size}:  {1e3 * t_ours / images:8.1f} ms per image")
+    print(f"  official loop:     {1e3 * t_official / images:8.1f} ms per image")
+    print(f"  speed-up:          {t_official / t_ours:8.2f}x  (same values)")
+
+
+if __name__ == "__main__":
+    main()
