@@ -13,7 +13,7 @@ from vqfr.zoo import ASSETS, MODELS, get_model_spec, list_models, parse_asset_ov
 
 MANIFEST_OF = {"vqfr-v1": "vqfr_v1", "vqfr-v2": "vqfr_v2", "gfpgan-v1.3": "gfpgan_v1.4",
                "gfpgan-v1.4": "gfpgan_v1.4", "codeformer": "codeformer",
-               "arcface-resnet18": "arcface_resnet18"}
+               "arcface-resnet18": "arcface_resnet18", "awing-fan": "awing_fan"}
 
 
 def test_models_and_their_defaults():
@@ -53,6 +53,11 @@ def test_catalogue_agrees_with_reference_manifests(reference_dir):
         if name in release:
             entry = manifest["checkpoints"][release[name]]
             assert entry["url"] in asset.urls and asset.sha256 == entry["sha256_unverified"]
+    awing = json.loads((reference_dir / "awing_fan" / "manifest.json").read_text())
+    entry = awing["checkpoints"]["alignment_WFLW_4HG"]
+    assert ASSETS["awing-fan"].urls == (entry["url"],) and entry["sha256"] is None
+    assert ASSETS["awing-fan"].sha256 is None and ASSETS["awing-fan"].sha256_prefix is None
+    assert ASSETS["awing-fan"].filename == entry["file"].rsplit("/", 1)[1]
     assert "VQFR_v1-33a1fac5.pth" in json.loads(
         (reference_dir / "vqfr_v1" / "manifest.json").read_text())["checkpoint_note"]
     niqe = (reference_dir / "metrics" / "niqe_pris_params.npz").read_bytes()
