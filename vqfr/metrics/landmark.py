@@ -40,9 +40,9 @@ ASSET = "awing-fan"
 LAST_PIXEL = HEATMAP_SIZE * HEATMAP_SIZE - 1
 
 UNSAFE_FILE_HINT = """\
-The AWing file may hold more than its weights under 'state_dict' (the published file is about
-185 MB, the weights 96.8 MB), and this suite loads checkpoints only with weights_only=True, which
-never runs code from a file. The one safe way around it: in a separate Python process, and only
+The AWing file may hold more than its weights under 'state_dict' (download lists give the
+published file as about 185 MB; the weights are 96.8 MB), and this suite loads checkpoints only
+with weights_only=True, which never runs code from a file. The one safe way around it: in a separate Python process, and only
 for a file you trust (the facexlib release or the VQFR Google Drive folder), keep the weights once:
   python -c "import torch; c = torch.load('alignment_WFLW_4HG.pth', map_location='cpu', \
 weights_only=False); torch.save({'state_dict': c['state_dict']}, 'alignment_WFLW_4HG_weights.pth')"
