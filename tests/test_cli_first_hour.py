@@ -18,7 +18,8 @@ from goldens import write_tiny_paired_set
 
 ALL_FILES = ("VQFR_v1-33a1fac5.pth", "VQFR_v2.pth", "GFPGANv1.4.pth", "codeformer.pth",
              "vgg16-397923af.pth", "pt_inception-2015-12-05-6726825d.pth",
-             "inception_FFHQ_512.pth", "niqe_pris_params.npz", "resnet18_110.pth")
+             "inception_FFHQ_512.pth", "niqe_pris_params.npz", "resnet18_110.pth",
+             "alignment_WFLW_4HG.pth")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_fresh_machine_main_job_lists_everything_missing(tmp_path):
             "DOWNLOADS/celeba_512_validation.zip") in err
     for name in ALL_FILES:
         assert err.count(f"file:      {name}") == 1, name
-    assert "9 weight/parameter file(s) missing" in err
+    assert "10 weight/parameter file(s) missing" in err
     assert "vqfr-eval models fetch codeformer" in err        # downloadable: how to get it now
     assert not (tmp_path / "runs").exists()
 

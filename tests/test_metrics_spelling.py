@@ -29,7 +29,8 @@ def test_spellings_parse_with_the_options_types():
 
 @pytest.mark.parametrize("spelling, expected", [
     ("psnr:test_y_channel=true", None),
-    ("nique", r"unknown metric 'nique'.*available: deg, fid, ids, kid, lpips, niqe, psnr, ssim"),
+    ("nique", r"unknown metric 'nique'.*available: deg, fid, ids, kid, lmd, lpips, niqe, psnr, "
+              r"ssim"),
     ("psnr:y=1", r"psnr has no option 'y' \(its options: test_y_channel, crop_border, "
                  r"correct_mean_var, label\)"),
     ("psnr:test_y_channel=maybe", "test_y_channel: expected true or false, got 'maybe'"),
