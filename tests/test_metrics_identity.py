@@ -186,14 +186,14 @@ def test_the_loader_gives_a_jpegs_own_grey(jpeg_folders, golden):
     differs = 0
     for i, name in enumerate(golden["faces"]):
         path = jpeg_folders / "jpeg" / name.replace(".png", ".jpg")
-        rgb, gray = read_image_and_gray(path)
+        rgb, _, gray = read_image_and_gray(path)
         assert np.array_equal(gray, cv2.imread(str(path), 0))
         assert np.array_equal(gray, golden["inputs"]["deg_gray512_uint8"][i].numpy())
         converted = png_gray(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0].numpy()
         differs += not np.array_equal(converted, gray)
     assert differs == 3     # all but the face that is grey itself (Julia Roberts)
     png = next((jpeg_folders / "gt").iterdir())
-    rgb, gray = read_image_and_gray(png)
+    rgb, _, gray = read_image_and_gray(png)
     assert gray is None and np.array_equal(rgb, read_rgb(png).permute(1, 2, 0).numpy())
 
 
