@@ -108,3 +108,23 @@ def test_profile_quick_cpu_and_report(reference_dir, tmp_path, capsys):
     text = index.read_text(encoding="utf-8")
     assert "NVIDIA A100" in text and "76.3" in text and record["device_name"] in text
     assert f"{model['trainable_params'] / 1e6:.3f}" in text
+
+
+def test_precision_settings_and_budget_on_cpu():
+    """Off CUDA every precision policy is the same arithmetic: timed once, labelled exact. A
+    setting the budget declines is recorded as skipped; a timed one records its achieved FLOP/s
+    when the FLOPs were counted at the timing size."""
+    from vqfr.studies.profile import Setting, profile, profile_model
+
+    record = profile(["vqfr-v1"], precisions=("exact", "tf32", "official"), size=32,
+                     flops_size=None, warmup=0, repeats=1)
+    rows = record["models"][0]["settings"]
+    assert [(r["dtype"], r["precision"]) for r in rows] == [("fp32", "exact")]
+    record = profile_model("vqfr-v1", torch.device("cpu"),
+                           [Setting(batch_size=1), Setting("bf16", 1, precision="tf32")],
+                           size=32, flops_size=32, warmup=0, repeats=1,
+                           should_run=lambda setting: setting.dtype == "fp32")
+    timed, skipped = record["settings"]
+    assert timed["achieved_flops_per_s"] == pytest.approx(
+        record["flops"]["total"] * timed["images_per_s"])
+    assert skipped["skipped"] == "time" and "images_per_s" not in skipped

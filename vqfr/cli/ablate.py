@@ -62,7 +62,8 @@ def main(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         metrics=checked_metrics(args.metrics),
         out=args.out, data_root=args.root, device=args.device, batch_size=args.batch_size,
-        dtype=args.dtype, assets=parse_asset_overrides(args.asset), seed=args.seed,
+        dtype=args.dtype, precision=args.precision, assets=parse_asset_overrides(args.asset),
+        seed=args.seed,
         allow_size=args.allow_size, workers=args.workers, quiet=args.quiet)
     result = run_ablation(AblationConfig(
         study=args.study, run=run, model=args.model, fidelity_ratio=args.fidelity_ratio,

@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     result = evaluate_folders(args.restored, args.gt, names, device=args.device,
                               assets=parse_asset_overrides(args.asset),
                               batch_size=args.batch_size, metric_options=metric_options,
-                              show_progress=not args.quiet)
+                              show_progress=not args.quiet, precision=args.precision)
     if args.json:
         atomic_write_json(args.json, result)
     if args.csv:

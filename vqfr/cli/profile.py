@@ -22,6 +22,11 @@ def register(subparsers) -> None:
     parser.add_argument("--dtype", default="fp32",
                         help="comma-separated: fp32, fp16, bf16 (autocast)")
     parser.add_argument("--batch-size", default="1", type=positive_ints, metavar="N[,N...]")
+    parser.add_argument("--precision", default="exact", metavar="P[,P...]",
+                        help="comma-separated vqfr.precision policies for the float32 work on "
+                             "CUDA: exact (no TF32), official (PyTorch's defaults: TF32 "
+                             "convolutions), tf32 (TF32 convolutions and matrix products); "
+                             "each is timed with every dtype (default: exact)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--channels-last", action="store_true",
                         help="also time channels-last memory format")
@@ -57,11 +62,18 @@ def _print(record: dict) -> None:
             lat = s["latency_s"]
             extra = [f"{s['dtype']} b{s['batch_size']} {s['size']}px"]
             extra += ["channels-last"] * s["channels_last"] + ["compiled"] * s["compile"]
+            if s["precision"] != "exact":
+                extra.append(f"precision {s['precision']}")
+            if "error" in s or "skipped" in s:
+                print(f"  {' '.join(extra)}: {s.get('error') or 'skipped: ' + s['skipped']}")
+                continue
             mem = (f", peak {s['peak_memory_bytes'] / 2 ** 20:.0f} MiB ({s['memory_kind']})"
                    if s.get("peak_memory_bytes") is not None else "")
             psnr = f", PSNR vs fp32 {s['psnr_vs_fp32']:.2f} dB" if s["psnr_vs_fp32"] else ""
+            achieved = (f", {s['achieved_flops_per_s'] / 1e12:.2f} TFLOP/s"
+                        if s.get("achieved_flops_per_s") else "")
             print(f"  {' '.join(extra)}: {lat['median']:.4f} s [{lat['min']:.4f}-{lat['max']:.4f}]"
-                  f", {s['images_per_s']:.2f} img/s{mem}{psnr}")
+                  f", {s['images_per_s']:.2f} img/s{mem}{achieved}{psnr}")
     spec = load_spec("vqfr_efficiency")
     for row in spec.rows:
         cells = {m: row.values[("", m)] for m in spec.metrics}
@@ -73,6 +85,7 @@ def _print(record: dict) -> None:
 def profile_command(args) -> int:
     from vqfr.run.methods import split_methods
     from vqfr.studies.profile import profile
+    from vqfr.precision import PRECISIONS
     from vqfr.run.restorer import DTYPES
     from vqfr.zoo import list_models
 
@@ -84,12 +97,15 @@ def profile_command(args) -> int:
     dtypes = [d for d in args.dtype.split(",") if d]
     if set(dtypes) - set(DTYPES):
         raise VqfrError(f"--dtype takes {', '.join(DTYPES)}, got {args.dtype!r}")
+    precisions = [p for p in args.precision.split(",") if p]
+    if not precisions or set(precisions) - set(PRECISIONS):
+        raise VqfrError(f"--precision takes {', '.join(PRECISIONS)}, got {args.precision!r}")
     record = profile(models, device=args.device, dtypes=dtypes, batch_sizes=args.batch_size,
                      channels_last=args.channels_last, compile=args.compile, size=args.size,
                      flops_size=args.flops_size or None,
                      warmup=args.warmup if args.warmup is not None else (1 if args.quick else 2),
                      repeats=args.repeats if args.repeats is not None else (2 if args.quick else 5),
-                     quick=args.quick)
+                     quick=args.quick, precisions=precisions)
     _print(record)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ def register(subparsers) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from vqfr.errors import VqfrError
+    from vqfr.precision import precision
     from vqfr.run.methods import parse_method
     from vqfr.run.restore_files import check_outputs, input_files, restore_files
     from vqfr.run.restorer import Restorer, make_deterministic
@@ -53,8 +54,9 @@ def main(args: argparse.Namespace) -> int:
     make_deterministic()
     restorer = Restorer(method, parse_asset_overrides(args.asset), device=args.device,
                         dtype=args.dtype)
-    failed = restore_files(restorer, inputs, args.output, batch_size=args.batch_size,
-                           allow_size=args.allow_size, show_progress=not args.quiet)
+    with precision(args.precision):
+        failed = restore_files(restorer, inputs, args.output, batch_size=args.batch_size,
+                               allow_size=args.allow_size, show_progress=not args.quiet)
     done = len(inputs) - len(failed)
     for problem in failed.values():
         print(f"vqfr-eval: error: {problem}", file=sys.stderr)

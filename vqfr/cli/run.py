@@ -18,6 +18,18 @@ def add_device_options(parser: argparse.ArgumentParser, batch_size: int = 4) -> 
     parser.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
                         help="use this file for asset NAME (weights, metric parameters); "
                              "repeatable; see `vqfr-eval models`")
+    add_precision_option(parser)
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    from vqfr.precision import DEFAULT_PRECISION, PRECISIONS
+
+    parser.add_argument("--precision", choices=list(PRECISIONS), default=DEFAULT_PRECISION,
+                        help="float32 arithmetic on CUDA: exact (no TF32: the CPU goldens' "
+                             "arithmetic, the same on every GPU), official (PyTorch's defaults, "
+                             "as the official code ran: TF32 convolutions, float32 matrix "
+                             "products) or tf32 (TF32 for both). No effect on CPU. "
+                             f"Default: {DEFAULT_PRECISION}")
 
 
 def add_pass_options(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
         dataset=args.dataset or "", methods=args.method or list(PAPER_METHODS),
         metrics=checked_metrics(args.metrics),
         out=args.out, data_root=args.root, device=args.device, batch_size=args.batch_size,
-        dtype=args.dtype, assets=parse_asset_overrides(args.asset),
+        dtype=args.dtype, precision=args.precision, assets=parse_asset_overrides(args.asset),
         metric_options={"fid": {"reference": args.fid_ref}} if args.fid_ref else {},
         method_defaults={"fidelity_ratio": args.fidelity_ratio,
                          "fidelity_weight": args.fidelity_weight},

@@ -15,6 +15,7 @@ from vqfr.data.datasets import Dataset, load_manifest, open_dataset
 from vqfr.data.images import list_images
 from vqfr.data.pairing import match_stems
 from vqfr.errors import AssetUnavailable, DatasetUnavailable, OutputError, VqfrError
+from vqfr.precision import DEFAULT_PRECISION, effective_precision, precision
 from vqfr.run.distributed import DistContext, init_distributed
 from vqfr.run.methods import PAPER_METHODS, Method, parse_methods
 from vqfr.run.metricset import MetricSet, merge_batch_states, metric_assets
@@ -45,6 +46,7 @@ class RunConfig:
     device: str = "cpu"
     batch_size: int = 4
     dtype: str = "fp32"
+    precision: str = DEFAULT_PRECISION        # vqfr.precision policy (TF32 on CUDA)
     assets: dict[str, Path] = field(default_factory=dict)
     metric_options: dict[str, dict] = field(default_factory=dict)   # by metric name, e.g.
                                               # {"fid": {...}}, under the spellings' own
@@ -94,7 +96,8 @@ def device_description(device: torch.device) -> str:
 def run_benchmark(cfg: RunConfig) -> RunReport:
     ctx = init_distributed(cfg.device)
     try:
-        return _run(cfg, ctx)
+        with precision(cfg.precision):
+            return _run(cfg, ctx)
     except OutputError as exc:
         raise OutputError(
             f"{exc}.\nKept in {cfg.out}: every restored image already journaled and the metric "
@@ -114,14 +117,15 @@ def _run(cfg: RunConfig, ctx: DistContext) -> RunReport:
     log = RunLog(Path(cfg.out) / "log.txt", quiet=cfg.quiet, enabled=ctx.is_main)
     log(f"run {command_line()}: dataset {dataset.name} ({dataset.count} images, "
         f"{'paired' if dataset.paired else 'no references'}), world size {ctx.world_size}, "
-        f"{device}, {cfg.dtype}, batch {cfg.batch_size}, "
-        f"{torch.get_num_threads()} CPU thread(s) per process")
+        f"{device}, {cfg.dtype}, precision {effective_precision(cfg.precision, device)}, "
+        f"batch {cfg.batch_size}, {torch.get_num_threads()} CPU thread(s) per process")
     spellings = metric_spellings(cfg, dataset.manifest)
     needed = needed_assets(methods, spellings, cfg.metric_options)
     found, missing = _resolve_files(cfg, ctx, needed, log)
     why = {name: str(exc).splitlines()[0] for name, exc in missing.items()}
     metrics = MetricSet(spellings, device=device, assets=cfg.assets, paired=dataset.paired,
-                        options=cfg.metric_options, unavailable=why)
+                        options=cfg.metric_options, unavailable=why,
+                        precision=effective_precision(cfg.precision, device))
     for name, reason in metrics.skipped.items():
         log(f"metric {name} skipped: {reason}", echo=name not in lacking_files(metrics, why))
     report = RunReport(is_main=ctx.is_main, out=Path(cfg.out), dataset=dataset.name,
@@ -326,7 +330,9 @@ def _method_passes(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
         weights = restorer.weights if restorer else None
         cache_key = {"method": method.key(),
                      "weights_sha256": weights["sha256"] if weights else None,
-                     "dtype": cfg.dtype if restorer else None}
+                     "dtype": cfg.dtype if restorer else None,
+                     "precision": (effective_precision(cfg.precision, device) if restorer
+                                   else None)}
         passes.append(MethodPass(dataset_items(dataset, method), method, restorer, metrics,
                                  Path(cfg.out) / dataset.name / method.slug, cache_key,
                                  cfg.batch_size, cfg.allow_size, ctx, device, cfg.workers,
@@ -391,8 +397,9 @@ def _finish_method(cfg: RunConfig, ctx: DistContext, device: torch.device, datas
             counts={"images": len(items), "restored": restored, "reused": reused, "failed": [],
                     "restored_again": replaced},
             provenance={**runtime_versions(), "device": device_description(device),
-                        "dtype": cfg.dtype, "batch_size": cfg.batch_size,
-                        "world_size": ctx.world_size,
+                        "dtype": cfg.dtype,
+                        "precision": effective_precision(cfg.precision, device),
+                        "batch_size": cfg.batch_size, "world_size": ctx.world_size,
                         "threads": threads[0] if len(set(threads)) == 1 else threads,
                         **({"reused_threads": reused_threads} if reused_threads else {}),
                         "seed": cfg.seed, "command": command_line(), "started": started,

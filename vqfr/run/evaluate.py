@@ -12,6 +12,8 @@ import torch
 from vqfr.data.images import list_images
 from vqfr.data.pairing import match_stems, require_unique_stems
 from vqfr.errors import VqfrError
+from vqfr.precision import DEFAULT_PRECISION, effective_precision
+from vqfr.precision import precision as precision_policy
 from vqfr.run.distributed import DistContext
 from vqfr.run.methods import Method
 from vqfr.run.metricset import MetricSet, metric_assets
@@ -36,17 +38,28 @@ def folder_items(restored: Path, gt: Path | None) -> list[Item]:
 def evaluate_folders(restored: Path, gt: Path | None, metric_names: list[str],
                      device: str = "cpu", assets: Mapping[str, Any] | None = None,
                      batch_size: int = 8, metric_options: Mapping[str, Mapping] | None = None,
-                     show_progress: bool = True) -> dict[str, Any]:
+                     show_progress: bool = True,
+                     precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
     """{"metrics", "per_image": [{"name": stem, metric: value}], "options", "skipped",
-    "missing_files" (how to get the files of skipped metrics, each once), "provenance"}."""
-    restored = Path(restored)
+    "missing_files" (how to get the files of skipped metrics, each once), "provenance"}.
+    ``precision``: the ``vqfr.precision`` policy of the metric networks on CUDA."""
+    with precision_policy(precision):
+        return _evaluate_folders(Path(restored), gt, metric_names, device, assets, batch_size,
+                                 metric_options, show_progress,
+                                 effective_precision(precision, device))
+
+
+def _evaluate_folders(restored: Path, gt: Path | None, metric_names: list[str], device: str,
+                      assets: Mapping[str, Any] | None, batch_size: int,
+                      metric_options: Mapping[str, Mapping] | None, show_progress: bool,
+                      precision: str) -> dict[str, Any]:
     items = folder_items(restored, Path(gt) if gt else None)
     start_run()
     needed = metric_assets(metric_names, metric_options)
     found, missing = check_assets(needed, assets, quiet=not show_progress)
     missing_files = missing_files_text(missing, needed) if missing else ""
     metrics = MetricSet(metric_names, device=device, assets=assets, paired=gt is not None,
-                        options=metric_options,
+                        options=metric_options, precision=precision,
                         unavailable={n: str(e).splitlines()[0] for n, e in missing.items()})
     if not metrics.metrics:
         raise VqfrError("no metric can be measured: " + "; ".join(
@@ -76,6 +89,7 @@ def evaluate_folders(restored: Path, gt: Path | None, metric_names: list[str],
             "conversions": conversion_summary(outcome.conversions),
             "provenance": {**runtime_versions(), "restored": str(restored),
                            "gt": str(gt) if gt else None, "count": len(items),
-                           "device": device, "command": command_line(),
+                           "device": device, "precision": precision,
+                           "command": command_line(),
                            "assets": {n: found[n].record() for n in metrics.assets()
                                       if n in found}}}

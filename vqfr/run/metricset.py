@@ -27,13 +27,17 @@ class MetricSet:
     def __init__(self, metrics: list[str], device: str | torch.device = "cpu",
                  assets: Mapping[str, str] | None = None, paired: bool = True,
                  options: Mapping[str, Mapping] | None = None,
-                 unavailable: Mapping[str, str] | None = None) -> None:
+                 unavailable: Mapping[str, str] | None = None,
+                 precision: str = "exact") -> None:
         """Builds each metric once. ``metrics``: ``--metrics`` spellings (``psnr``,
         ``psnr:test_y_channel=true:label=psnr_y``, see ``vqfr.metrics.registry``); everything
         is keyed by their labels. ``options``: constructor options by metric name, under those
         the spelling gives. ``unavailable``: asset name -> why it cannot be had; metrics reading
         such an asset are skipped without being built. ``skipped`` maps a label to why it is not
-        measured (a full-reference metric on an unpaired set, weights unavailable)."""
+        measured (a full-reference metric on an unpaired set, weights unavailable).
+        ``precision``: the effective precision policy the metric networks run under
+        (``vqfr.precision``), part of what stored states are keyed by."""
+        self.precision = precision
         self.specs: dict[str, MetricSpec] = {s.label: s for s in parse_metric_specs(metrics)}
         self.metrics: dict[str, Metric] = {}
         self.skipped: dict[str, str] = {}
@@ -67,10 +71,11 @@ class MetricSet:
         return list(dict.fromkeys(a for label in self.metrics for a in self.required[label]))
 
     def metric_id(self, label: str, batch_size: int) -> str:
-        """Directory name of a metric's stored batch states: its options and the batch size
-        (batches are the unit of reuse) are part of it."""
+        """Directory name of a metric's stored batch states: its options, the precision policy
+        and the batch size (batches are the unit of reuse) are part of it."""
         digest = options_digest({"name": self.specs[label].name,
-                                 "options": self.metrics[label].options()})
+                                 "options": self.metrics[label].options(),
+                                 "precision": self.precision})
         return f"{label}-{digest[:12]}-b{batch_size}"
 
     def update(self, names: list[str],

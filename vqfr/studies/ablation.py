@@ -16,6 +16,7 @@ import torch
 from vqfr.data.datasets import open_dataset
 from vqfr.data.images import read_image, sha256_file
 from vqfr.errors import VqfrError
+from vqfr.precision import effective_precision, precision
 from vqfr.run.benchmark import RunConfig, RunReport, run_benchmark
 from vqfr.run.methods import Method, options_digest, parse_method, parse_methods
 from vqfr.run.restorer import DTYPES, to_model_input
@@ -159,6 +160,7 @@ def write_offsets(cfg: RunConfig, methods: list[Method], summaries: dict[str, di
     for method in methods:
         folder = Path(cfg.out) / dataset.name / method.slug / "offsets"
         key = {"method": method.key(), "dtype": cfg.dtype, "inputs": inputs,
+               "precision": effective_precision(cfg.precision, device),
                "weights_sha256": summaries[method.slug]["method"]["weights"]["sha256"]}
         key = json.loads(json.dumps(key, sort_keys=True, default=str))   # as saved: lists
         files = [folder / f"{stem}.npz" for stem in inputs]
@@ -172,8 +174,9 @@ def write_offsets(cfg: RunConfig, methods: list[Method], summaries: dict[str, di
                 from vqfr.zoo import create_model
 
                 models[method.name] = create_model(method.name, cfg.assets, device=device)
-            last = (branch_id, _offsets(models[method.name], method, items, device, cfg.dtype,
-                                        cfg.batch_size))
+            with precision(cfg.precision):
+                last = (branch_id, _offsets(models[method.name], method, items, device,
+                                            cfg.dtype, cfg.batch_size))
         folder.mkdir(parents=True, exist_ok=True)
         for stale in set(folder.glob("*.npz")) - set(files):
             stale.unlink()

@@ -9,6 +9,12 @@ call (a dense conv of the same shape; the bilinear sampling is not counted), and
 counts with and without it: the VQFR paper's "1.07 TFlops" is the count without the DCNs in
 multiply-accumulates (2133 GFLOPs / 2 for v1).
 
+Settings: autocast dtype (fp32, fp16, bf16), batch size, the ``vqfr.precision`` policy of the
+float32 work on CUDA (exact, official, tf32), channels-last, torch.compile. Each row records
+images/s, latency, peak memory, the achieved FLOP/s where the FLOPs were counted at the timing
+size, and the PSNR of its uint8 output against the plain exact-fp32 output of the same batch. A
+setting that runs out of GPU memory is recorded with its error and the others go on.
+
 Peak memory, over all calls of a setting (the first one allocates the activations): on CUDA
 ``torch.cuda.max_memory_allocated`` (tensors, weights included, no allocator cache); on CPU the
 peak resident set size above the level before the first call (weights already resident), sampled
@@ -23,7 +29,7 @@ import platform
 import statistics
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,7 +42,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from vqfr.archs.deform import torchvision_kernel
-from vqfr.run.restorer import DTYPES, tensor2img, to_model_input
+from vqfr.precision import DEFAULT_PRECISION, effective_precision, precision
+from vqfr.run.restorer import DTYPES, make_deterministic, tensor2img, to_model_input
 
 PROFILE_SCHEMA = "vqfr-eval/profile/1"
 DEFORM_CONV2D = torch.ops.torchvision.deform_conv2d
@@ -48,10 +55,12 @@ class Setting:
     batch_size: int = 1
     channels_last: bool = False
     compile: bool = False
+    precision: str = DEFAULT_PRECISION
 
     @property
     def is_reference(self) -> bool:
-        return self.dtype == "fp32" and not self.channels_last and not self.compile
+        return (self.dtype == "fp32" and self.precision == "exact" and not self.channels_last
+                and not self.compile)
 
 
 def deform_conv2d_flops(input_shape, weight_shape, *args, out_shape, **kwargs) -> int:
@@ -225,13 +234,14 @@ def time_setting(model: torch.nn.Module, options: dict[str, Any], lq: torch.Tens
         with torch.inference_mode(), autocast:
             return restore(x, **options)
 
-    record: dict[str, Any] = asdict(setting) | {"size": lq.shape[-1]}
+    record: dict[str, Any] = asdict(setting) | {
+        "precision": effective_precision(setting.precision, device), "size": lq.shape[-1]}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     # from before the first call: activations are allocated then and reused afterwards
     sampler = _RssSampler() if device.type == "cpu" and _RssSampler.available() else None
     runs = []
-    with sampler or nullcontext():
+    with sampler or nullcontext(), precision(setting.precision):
         start = time.perf_counter()
         out = call()
         _sync(device)
@@ -268,7 +278,10 @@ def device_name(device: torch.device) -> str:
 
 def profile_model(name: str, device: torch.device, settings: Iterable[Setting], size: int,
                   flops_size: int | None, warmup: int, repeats: int,
-                  synthetic_seed: int = 1) -> dict[str, Any]:
+                  synthetic_seed: int = 1,
+                  should_run: Callable[[Setting], bool] | None = None) -> dict[str, Any]:
+    """Parameters, FLOPs and a timing row per setting. ``should_run`` (e.g. a time budget) is
+    asked before each setting; one it declines is recorded as skipped."""
     from vqfr.zoo import create_model
     from vqfr.zoo.registry import MODELS
 
@@ -278,21 +291,37 @@ def profile_model(name: str, device: torch.device, settings: Iterable[Setting], 
     record |= count_params(model)
     if flops_size:
         record["flops"] = model_flops(name, flops_size, spec.options, model)
+    flops_per_image = (record["flops"]["total"]
+                       if flops_size == size and "flops" in record else None)
     generator = torch.Generator().manual_seed(0)
-    references: dict[int, torch.Tensor] = {}    # batch size -> fp32 output
+    references: dict[int, torch.Tensor] = {}    # batch size -> exact fp32 output
     record["settings"] = []
     for setting in settings:
+        if should_run is not None and not should_run(setting):
+            record["settings"].append(asdict(setting) | {"size": size, "skipped": "time"})
+            continue
         lq = torch.randint(0, 256, (setting.batch_size, 3, size, size), dtype=torch.uint8,
                            generator=generator.manual_seed(setting.batch_size)).to(device)
-        timing, out = time_setting(model, spec.options, lq, setting, warmup, repeats)
-        if setting.is_reference:
-            references[setting.batch_size] = out
-            timing["psnr_vs_fp32"] = None
-        else:
-            if setting.batch_size not in references:
-                _, references[setting.batch_size] = time_setting(
-                    model, spec.options, lq, Setting(batch_size=setting.batch_size), 0, 1)
-            timing["psnr_vs_fp32"] = psnr_u8(out, references[setting.batch_size])
+        try:
+            timing, out = time_setting(model, spec.options, lq, setting, warmup, repeats)
+            if setting.is_reference:
+                references[setting.batch_size] = out
+                timing["psnr_vs_fp32"] = None
+            else:
+                if setting.batch_size not in references:
+                    _, references[setting.batch_size] = time_setting(
+                        model, spec.options, lq, Setting(batch_size=setting.batch_size), 0, 1)
+                timing["psnr_vs_fp32"] = psnr_u8(out, references[setting.batch_size])
+        except torch.cuda.OutOfMemoryError as exc:
+            model.to(memory_format=torch.contiguous_format)
+            timing = asdict(setting) | {"size": size, "error": f"out of memory: {exc}".split(
+                "\n")[0][:300]}
+        finally:
+            del lq
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        if flops_per_image and "images_per_s" in timing:
+            timing["achieved_flops_per_s"] = flops_per_image * timing["images_per_s"]
         record["settings"].append(timing)
     return record
 
@@ -301,16 +330,24 @@ def profile(models: Iterable[str], device: str = "cpu", dtypes: Iterable[str] = 
             batch_sizes: Iterable[int] = (1,), channels_last: bool = False,
             compile: bool = False, size: int | None = None, flops_size: int | None = 512,
             warmup: int = 2, repeats: int = 5, quick: bool = False,
-            synthetic_seed: int = 1) -> dict[str, Any]:
-    """The ``vqfr-eval profile --json`` record. ``size=None``: 512, or in ``quick`` mode 64 for
-    models that accept multiples of 32 (VQFR v1). Timing uses synthetic weights."""
+            synthetic_seed: int = 1,
+            precisions: Iterable[str] = (DEFAULT_PRECISION,)) -> dict[str, Any]:
+    """The ``vqfr-eval profile --json`` record: every dtype x precision x batch size.
+    ``size=None``: 512, or in ``quick`` mode 64 for models that accept multiples of 32 (VQFR
+    v1). Timing uses synthetic weights."""
     from vqfr.zoo.registry import MODELS
 
     torch_device = torch.device(device)
-    settings = [Setting(dtype, batch, False, False) for dtype in dtypes for batch in batch_sizes]
+    make_deterministic(torch_device)      # as a run: the same kernels are timed
+    # off CUDA every policy is the same arithmetic: time it once
+    precisions = list(dict.fromkeys(effective_precision(p, torch_device) for p in precisions))
+    combinations = [(dtype, p) for dtype in dtypes for p in precisions]
+    settings = [Setting(dtype, batch, False, False, p)
+                for dtype, p in combinations for batch in batch_sizes]
     if channels_last or compile:   # the fast paths, each beside the plain fp32 reference
         settings = [Setting(batch_size=b) for b in batch_sizes] + [
-            Setting(dtype, b, channels_last, compile) for dtype in dtypes for b in batch_sizes]
+            Setting(dtype, b, channels_last, compile, p)
+            for dtype, p in combinations for b in batch_sizes]
     settings = list(dict.fromkeys(settings))
     records = []
     for name in models:
@@ -320,6 +357,8 @@ def profile(models: Iterable[str], device: str = "cpu", dtypes: Iterable[str] = 
                                      warmup, repeats, synthetic_seed))
     return {"schema": PROFILE_SCHEMA, "device": str(torch_device),
             "device_name": device_name(torch_device), "torch": torch.__version__,
+            "cuda": torch.version.cuda if torch_device.type == "cuda" else None,
             "threads": torch.get_num_threads(),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
             "weights": f"synthetic (seed {synthetic_seed}); timings do not depend on the values",
             "models": records}
