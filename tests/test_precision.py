@@ -2,12 +2,20 @@
 what a CPU run means by it, and that runs apply it and key their caches and results by it."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from vqfr.precision import (PRECISIONS, active_precision, effective_precision, precision,
                             tf32_flags)
 from vqfr.run.metricset import MetricSet
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +75,26 @@ def test_a_run_applies_its_policy_and_puts_the_flags_back(monkeypatch, tmp_path)
         benchmark.run_benchmark(benchmark.RunConfig(dataset=str(tmp_path), precision="tf32"))
         assert active_precision() == "official"
     assert seen == [{"cudnn_conv_tf32": True, "cuda_matmul_tf32": True}]
+
+
+def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "vqfr", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_records_the_precision_a_cpu_run_had(faces_dir, tmp_path):
+    from goldens import write_tiny_paired_set
+
+    pairs = write_tiny_paired_set(faces_dir, tmp_path / "pairs", count=2, size=64)
+    out = tmp_path / "metrics.json"
+    proc = run_cli("metrics", "--restored", str(pairs / "lq"), "--gt", str(pairs / "hq"),
+                   "--metrics", "psnr", "--precision", "official", "--json", str(out),
+                   "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # on a CPU every policy is the same arithmetic: recorded as what it was
+    assert json.loads(out.read_text())["provenance"]["precision"] == "exact"
+    proc = run_cli("metrics", "--restored", str(pairs / "lq"), "--metrics", "niqe",
+                   "--precision", "fast", "--json", str(out), cwd=tmp_path)
+    assert proc.returncode == 2 and "--precision: invalid choice: 'fast'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -76,8 +76,9 @@ SCHEMA = {
     "metrics": dict, "metric_info": dict,
     "counts": {"images": int, "restored": int, "reused": int, "failed": list},
     "provenance": {k: (str, int) for k in ("vqfr_eval", "torch", "torchvision", "python",
-                                           "device", "dtype", "batch_size", "world_size",
-                                           "seed", "command", "started", "finished")},
+                                           "device", "dtype", "precision", "batch_size",
+                                           "world_size", "seed", "command", "started",
+                                           "finished")},
 }
 
 
