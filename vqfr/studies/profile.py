@@ -279,15 +279,18 @@ def device_name(device: torch.device) -> str:
 def profile_model(name: str, device: torch.device, settings: Iterable[Setting], size: int,
                   flops_size: int | None, warmup: int, repeats: int,
                   synthetic_seed: int = 1,
-                  should_run: Callable[[Setting], bool] | None = None) -> dict[str, Any]:
+                  should_run: Callable[[Setting], bool] | None = None,
+                  model: torch.nn.Module | None = None) -> dict[str, Any]:
     """Parameters, FLOPs and a timing row per setting. ``should_run`` (e.g. a time budget) is
-    asked before each setting; one it declines is recorded as skipped."""
+    asked before each setting; one it declines is recorded as skipped. ``model``: the zoo
+    model already built on ``device`` (default: built here with synthetic weights)."""
     from vqfr.zoo import create_model
     from vqfr.zoo.registry import MODELS
 
     spec = MODELS[name]
     record: dict[str, Any] = {"model": name, "options": dict(spec.options)}
-    model = create_model(name, device=device, synthetic_seed=synthetic_seed)
+    if model is None:
+        model = create_model(name, device=device, synthetic_seed=synthetic_seed)
     record |= count_params(model)
     if flops_size:
         record["flops"] = model_flops(name, flops_size, spec.options, model)
