@@ -30,7 +30,8 @@ skipped (``--sections`` runs a subset, e.g. to rerun one after a fix):
    max|Δ| against the reference README's tolerances, and how far ``official`` (TF32
    convolutions) moves each output;
 4. metrics: LPIPS, FID features, PSNR/SSIM and Deg. on the device against the goldens and the
-   CPU, NIQE's torch mode on the device against its official mode, under both policies;
+   CPU, NIQE's torch mode on the device against its official mode (on the CPU), and how far
+   ``official`` moves each;
 5. speed: ``vqfr-eval profile`` rows per model, dtype, precision and batch size (images/s,
    latency, peak memory, achieved FLOP/s, PSNR against exact fp32);
 6. kernels: torch.profiler's top kernels of a VQFR v1 forward (bf16 and exact fp32);
@@ -592,24 +593,24 @@ def metrics(check: Check) -> dict:
                               "cpu_images": min(few, count) if check.cuda else "same device"}
     result["checks"] = {name: {"max_abs": value, "tolerance": tol, "ok": value <= tol}
                         for name, (value, tol) in checks.items()}
-    # NIQE: the official mode on the CPU against the golden; the torch mode on the device
-    # against the official mode, within its documented bound
+    # NIQE: the official mode (always on the CPU) against the golden
     official_niqe = NIQE(weights=check.reference / "metrics/niqe_pris_params.npz")
     official = {k: torch.tensor(official_niqe.per_image(images[k]), dtype=torch.float64)
                 for k in kinds}
     result["checks"]["niqe official mode vs golden"] = {
         "max_abs": max(_max_abs(official[k], _golden_metric(golden, names, "niqe", k))
                        for k in kinds), "tolerance": 1e-3}
-    result["checks"]["niqe official mode vs golden"]["ok"] = (
-        result["checks"]["niqe official mode vs golden"]["max_abs"] <= 1e-3)
+    # the torch mode (on the device) computes the official float32 MSCN too: on the CPU the
+    # two modes agree to 1e-7 (vqfr.metrics.niqe); here held to the official path's tolerance
+    result["checks"]["niqe torch mode vs official mode"] = {
+        "max_abs": max(_max_abs(ours["niqe"][k], official[k]) for k in kinds),
+        "tolerance": 1e-3,
+        "set_mean_max_abs": max(abs(float(ours["niqe"][k].mean() - official[k].mean()))
+                                for k in kinds)}
+    for row in result["checks"].values():
+        row["ok"] = row["max_abs"] <= row["tolerance"]
     for name, row in result["checks"].items():
         check.expect(f"metric {name}", row["ok"])
-    per_image = max(_max_abs(ours["niqe"][k], official[k]) for k in kinds)
-    set_mean = max(abs(float(ours["niqe"][k].mean() - official[k].mean())) for k in kinds)
-    result["niqe_torch_vs_official"] = {
-        "max_abs_per_image": per_image, "max_abs_set_mean": set_mean, "bound_set_mean": 0.03,
-        "bound_per_image": 0.15, "note": "the bound is for means over >= 10 images",
-        "within_bound": set_mean <= 0.03 and per_image <= 0.15}
     if "official" in values:      # TF32 convolutions in the metric networks
         moved = {metric: _max_abs(values["official"][metric], ours[metric])
                  for metric in ("lpips", "fid_features", "psnr", "ssim", "deg", "arcface",
@@ -1048,11 +1049,6 @@ def summary(check: Check) -> str:
     for name, row in (metric.get("checks") or {}).items():
         lines.append(f"metric {name}: max|d| {row['max_abs']:.2e} (tol {row['tolerance']:g}) "
                      f"{'ok' if row['ok'] else 'FAILED'}")
-    if "niqe_torch_vs_official" in metric:
-        row = metric["niqe_torch_vs_official"]
-        lines.append(f"metric niqe torch mode ({record['device']}) vs official: per image "
-                     f"{row['max_abs_per_image']:.3f}, set mean {row['max_abs_set_mean']:.4f} "
-                     f"({'within' if row['within_bound'] else 'OUTSIDE'} its bound)")
     if "official_vs_exact" in metric:
         lines.append("metrics official vs exact: " + ", ".join(
             f"{k} {v:.2e}" for k, v in metric["official_vs_exact"].items()))
