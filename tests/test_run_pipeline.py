@@ -264,3 +264,19 @@ def test_absent_dataset_gives_guidance(tmp_path, capsys):
     assert main(["--dataset", "celeba-test", "--root", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "celeba-test" in err and "not available" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("workers", [1, 6])
+def test_decode_and_encode_threads_do_not_change_results(baseline, paired_set, asset_args,
+                                                         tmp_path, workers):
+    """The prefetch thread and the PNG writer threads (--workers; the baseline ran 2, the GPU
+    device check 8) give the same PNG bytes and numbers."""
+    assert main(run_args(paired_set, tmp_path, asset_args) + ["--workers", str(workers)]) == 0
+    for slug in ("vqfr-v1", "lq"):
+        assert read_csv(tmp_path / "tiny" / slug / "per_image.csv") == read_csv(
+            baseline / slug / "per_image.csv")
+        assert summary(tmp_path / "tiny" / slug)["metrics"] == summary(baseline / slug)["metrics"]
+    images = sorted((baseline / "vqfr-v1" / "images").iterdir())
+    assert len(images) == 5 and all(
+        (tmp_path / "tiny" / "vqfr-v1" / "images" / p.name).read_bytes() == p.read_bytes()
+        for p in images)

@@ -16,10 +16,10 @@ Reduced-precision autocast (``--dtype fp16/bf16``) is separate and applies on to
 autocast leaves in float32 (the codebook lookups, the deformable convolutions) follows the policy.
 
 The flags are process-wide (every thread), so :func:`precision` sets them for a block and puts
-the previous values back afterwards; blocks nest, the innermost wins. A network whose result
-flips with TF32 takes the policy into its own hands: the AWing FAN of the LMD metric runs inside
-``precision("exact")`` whatever the run's policy (TF32 moves its heatmaps by 1.6e-3 relative and
-flips argmaxes; reference README, "AWing FAN").
+the previous values back afterwards; blocks nest, the innermost wins. So a network whose
+result flips with TF32 can take the policy into its own hands: the AWing FAN of the LMD metric
+must run inside ``precision("exact")`` whatever the run's policy (TF32 moves its heatmaps by
+1.6e-3 relative and flips argmaxes; reference README, "AWing FAN").
 
 PyTorch's legacy flags (``torch.backends.cudnn.allow_tf32``,
 ``torch.backends.cuda.matmul.allow_tf32``) are used, and only they: they exist in every
