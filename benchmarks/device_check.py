@@ -1136,6 +1136,8 @@ SECTIONS = (("environment", environment, 1), ("limits", limits, 3), ("models", m
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vqfr.cli.argtypes import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default cuda)")
     parser.add_argument("--reference", type=Path, default=REPO.parent / "shared" / "reference",
@@ -1144,13 +1146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("device_check.json"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, a few images: a dry run of every section (CPU, CI)")
-    parser.add_argument("--budget", type=float, default=None,
+    parser.add_argument("--budget", type=positive_int, default=None,
                         help="seconds for the whole check (default 420; --quick 1800: a dry "
                              "run covers every section, however slow the machine)")
-    parser.add_argument("--images", type=int, default=256,
+    parser.add_argument("--images", type=positive_int, default=256,
                         help="most faces for the protocol section (fewer if the time left "
                              "asks; default 256)")
-    parser.add_argument("--batch-size", type=int, default=16,
+    parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="batch of the protocol's one-pass run (default 16)")
     parser.add_argument("--sections", default=",".join(name for name, _, _ in SECTIONS),
                         help="comma-separated subset of the sections, in their order")
@@ -1161,7 +1163,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare:
         return prepare(args.reference, args.prepare)
     if args.budget is None:
-        args.budget = 1800.0 if args.quick else 420.0
+        args.budget = 1800 if args.quick else 420
     wanted = [s for s in args.sections.split(",") if s]
     unknown = set(wanted) - {name for name, _, _ in SECTIONS}
     if unknown:
