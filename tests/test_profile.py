@@ -128,3 +128,26 @@ def test_precision_settings_and_budget_on_cpu():
     assert timed["achieved_flops_per_s"] == pytest.approx(
         record["flops"]["total"] * timed["images_per_s"])
     assert skipped["skipped"] == "time" and "images_per_s" not in skipped
+
+
+def test_out_of_memory_is_recorded_and_the_others_run(monkeypatch):
+    """A setting the GPU has no memory for is recorded with its error (here simulated: exact fp32
+    at batch 2); a bf16 row whose exact-fp32 reference does not fit keeps its timing."""
+    from vqfr.studies import profile as profile_module
+    from vqfr.studies.profile import Setting, profile_model
+
+    real = profile_module.time_setting
+
+    def time_setting(model, options, lq, setting, warmup, repeats):
+        if setting.dtype == "fp32" and setting.batch_size == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 38 GiB")
+        return real(model, options, lq, setting, warmup, repeats)
+
+    monkeypatch.setattr(profile_module, "time_setting", time_setting)
+    record = profile_model("vqfr-v1", torch.device("cpu"),
+                           [Setting("bf16", 2), Setting("fp32", 2), Setting("fp32", 1)],
+                           size=32, flops_size=None, warmup=0, repeats=1)
+    bf16, fp32_b2, fp32_b1 = record["settings"]
+    assert bf16["images_per_s"] > 0 and bf16["psnr_vs_fp32"] is None
+    assert fp32_b2["error"].startswith("out of memory: CUDA out of memory")
+    assert "images_per_s" not in fp32_b2 and fp32_b1["images_per_s"] > 0

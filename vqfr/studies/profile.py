@@ -270,6 +270,22 @@ def time_setting(model: torch.nn.Module, options: dict[str, Any], lq: torch.Tens
     return record, tensor2img(out)
 
 
+def _timed_or_out_of_memory(model: torch.nn.Module, options: dict[str, Any], lq: torch.Tensor,
+                            setting: Setting, warmup: int, repeats: int) -> dict[str, Any]:
+    """:func:`time_setting`'s record with its uint8 output under "output", or the setting with
+    an "error" where the GPU ran out of memory (the others still run)."""
+    try:
+        timing, out = time_setting(model, options, lq, setting, warmup, repeats)
+        return timing | {"output": out}
+    except torch.cuda.OutOfMemoryError as exc:
+        model.to(memory_format=torch.contiguous_format)
+        return asdict(setting) | {"size": lq.shape[-1],
+                                  "error": f"out of memory: {str(exc).splitlines()[0][:300]}"}
+    finally:
+        if lq.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -305,24 +321,20 @@ def profile_model(name: str, device: torch.device, settings: Iterable[Setting], 
             continue
         lq = torch.randint(0, 256, (setting.batch_size, 3, size, size), dtype=torch.uint8,
                            generator=generator.manual_seed(setting.batch_size)).to(device)
-        try:
-            timing, out = time_setting(model, spec.options, lq, setting, warmup, repeats)
+        timing = _timed_or_out_of_memory(model, spec.options, lq, setting, warmup, repeats)
+        if "error" not in timing:
+            out = timing.pop("output")
             if setting.is_reference:
                 references[setting.batch_size] = out
                 timing["psnr_vs_fp32"] = None
             else:
                 if setting.batch_size not in references:
-                    _, references[setting.batch_size] = time_setting(
+                    reference = _timed_or_out_of_memory(
                         model, spec.options, lq, Setting(batch_size=setting.batch_size), 0, 1)
-                timing["psnr_vs_fp32"] = psnr_u8(out, references[setting.batch_size])
-        except torch.cuda.OutOfMemoryError as exc:
-            model.to(memory_format=torch.contiguous_format)
-            timing = asdict(setting) | {"size": size, "error": f"out of memory: {exc}".split(
-                "\n")[0][:300]}
-        finally:
-            del lq
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+                    references[setting.batch_size] = reference.get("output")
+                reference = references[setting.batch_size]
+                timing["psnr_vs_fp32"] = None if reference is None else psnr_u8(out, reference)
+        del lq
         if flops_per_image and "images_per_s" in timing:
             timing["achieved_flops_per_s"] = flops_per_image * timing["images_per_s"]
         record["settings"].append(timing)
