@@ -32,7 +32,8 @@ skipped (``--sections`` runs a subset, e.g. to rerun one after a fix):
    convolutions) moves each output;
 4. metrics: LPIPS, FID features, PSNR/SSIM and Deg. on the device against the goldens and the
    CPU, NIQE's torch mode on the device against its official mode (on the CPU), and how far
-   ``official`` moves each;
+   ``official`` moves each; LMD's AWing FAN under ``official`` (it keeps IEEE float32 for
+   itself): landmarks equal to the golden's, LMD per pair within 1e-9, heatmaps vs the CPU;
 5. speed: ``vqfr-eval profile`` rows per model, dtype, precision and batch size (images/s,
    latency, peak memory, achieved FLOP/s, PSNR against exact fp32);
 6. kernels: torch.profiler's top kernels of a VQFR v1 forward (bf16 and exact fp32);
@@ -94,7 +95,7 @@ REFERENCE_FILES = (
     "gfpgan_v1.4/manifest.json", "codeformer/manifest.json", "arcface_resnet18/manifest.json",
     "metrics/metrics_golden_public.json", "metrics/niqe_pris_params.npz",
     "metrics/vgg16_features_manifest.json", "metrics/fid_inception_manifest.json",
-    "metrics/fid_features_public.pt")
+    "metrics/fid_features_public.pt", "awing_fan/manifest.json")
 VQFR_V1_ENTRIES = ("face", "seed", "input", "outputs/main_dec", "codes/indices",
                    "intermediates/enc_Level_32", "intermediates/z_conv")
 GOLDEN_ENTRIES = {
@@ -105,6 +106,10 @@ GOLDEN_ENTRIES = {
                                 "intermediates/enc_feat", "intermediates/quant_logit"),
     "gfpgan_v1.4/golden_seed1.pt": ("seed", "inputs/x", "outputs/image",
                                     "outputs/image_random_noise"),
+    "awing_fan/golden_seed1.pt": ("faces", "inputs/gt_input", "inputs/deg_input",
+                                  "outputs/gt_landmarks", "outputs/deg_landmarks",
+                                  "outputs/gt_error", "outputs/deg_error", "outputs/gt_argmax",
+                                  "outputs/deg_argmax", "outputs/lmd"),
     "codeformer/golden_seed1.pt": ("seed", "inputs/x", "outputs/out_w0.0", "outputs/out_w0.5",
                                    "outputs/out_w1.0", "outputs/logits", "outputs/lq_feat",
                                    "codes"),
@@ -541,6 +546,54 @@ def _golden_metric(golden: dict, names: list[str], metric: str, kind: str) -> to
     return torch.tensor([table[n][kind] for n in names], dtype=torch.float64)
 
 
+def _lmd_check(check: Check, count: int) -> dict:
+    """The AWing FAN of the LMD metric on the device, under the run policy that would flip its
+    argmaxes (``official``: TF32 convolutions), against the golden's landmarks (exactly: the
+    network forces IEEE float32 for itself), the CPU's heatmaps and the per-pair LMD."""
+    from vqfr.metrics.landmark import LandmarkDetector, heatmap_points, landmark_distance
+
+    golden = torch.load(check.reference / "awing_fan/golden_seed1.pt", weights_only=False)
+    state = synthetic_state(check.reference, "awing_fan/manifest.json")
+    out = golden["outputs"]
+    scale = np.array([512 / 64, 512 / 64])       # the golden faces are 512 x 512
+    heatmaps, points = {}, {}
+    for device in ([check.device, torch.device("cpu")] if check.cuda else [check.device]):
+        net = LandmarkDetector({"state_dict": state}, device=device).net
+        with precision("official"), torch.inference_mode():
+            for side in ("gt", "deg"):
+                x = golden["inputs"][f"{side}_input"][:count].to(device)
+                heatmaps[device.type, side] = net.landmark_heatmaps(x).cpu()
+                points[device.type, side] = heatmap_points(heatmaps[device.type, side])
+    ours = check.device.type
+    equal, pairs = True, []
+    for side in ("gt", "deg"):
+        found, raises = points[ours, side]
+        for i in range(count):
+            error = out[f"{side}_error"][i]
+            if error is None:
+                equal &= bool(raises[i] == -1 and np.array_equal(
+                    found[i] * scale, out[f"{side}_landmarks"][i].numpy()))
+            else:
+                equal &= bool(raises[i] == int((out[f"{side}_argmax"][i] == 4095).nonzero()[0]))
+    for i in range(count):
+        if out["gt_error"][i] is None and out["deg_error"][i] is None:
+            measured = landmark_distance(points[ours, "gt"][0][i] * scale,
+                                         points[ours, "deg"][0][i] * scale)
+            pairs.append(abs(measured - float(out["lmd"][i])))
+    result = {"images": count, "landmarks_equal_golden": equal,
+              "lmd_max_abs_vs_golden": max(pairs, default=0.0), "lmd_tolerance": 1e-9}
+    check.expect("metric lmd landmarks vs golden (exact)", equal)
+    check.expect("metric lmd per pair vs golden", result["lmd_max_abs_vs_golden"] <= 1e-9)
+    if check.cuda:
+        peak = max(float(heatmaps["cpu", s].abs().max()) for s in ("gt", "deg"))
+        result["heatmaps_max_abs_vs_cpu_relative"] = max(
+            _max_abs(heatmaps[ours, s], heatmaps["cpu", s]) for s in ("gt", "deg")) / peak
+        result["heatmaps_tolerance_relative"] = 1e-5
+        check.expect("metric lmd heatmaps vs cpu", result["heatmaps_max_abs_vs_cpu_relative"]
+                     <= 1e-5)
+    return result
+
+
 def metrics(check: Check) -> dict:
     from goldens import golden_inputs
 
@@ -619,6 +672,7 @@ def metrics(check: Check) -> dict:
         mean_lpips = float(torch.cat(list(ours["lpips"].values())).abs().mean())
         moved["lpips_relative_to_mean"] = moved["lpips"] / max(mean_lpips, 1e-30)
         result["official_vs_exact"] = moved
+    result["lmd"] = _lmd_check(check, 2 if check.quick else 4)
     return result
 
 
@@ -1052,6 +1106,13 @@ def summary(check: Check) -> str:
     for name, row in (metric.get("checks") or {}).items():
         lines.append(f"metric {name}: max|d| {row['max_abs']:.2e} (tol {row['tolerance']:g}) "
                      f"{'ok' if row['ok'] else 'FAILED'}")
+    if "lmd" in metric:
+        lmd = metric["lmd"]
+        heat = lmd.get("heatmaps_max_abs_vs_cpu_relative")
+        lines.append(f"metric lmd ({lmd['images']} pairs, run policy official): landmarks "
+                     f"{'equal' if lmd['landmarks_equal_golden'] else 'DIFFER from'} the golden, "
+                     f"LMD max|d| {lmd['lmd_max_abs_vs_golden']:.1e}"
+                     + (f", heatmaps vs cpu {heat:.1e} relative" if heat is not None else ""))
     if "official_vs_exact" in metric:
         lines.append("metrics official vs exact: " + ", ".join(
             f"{k} {v:.2e}" for k, v in metric["official_vs_exact"].items()))

@@ -55,6 +55,8 @@ def test_quick_dry_run_covers_every_section(prepared, tmp_path):
     assert v1["exact_vs_golden"]["main_dec"]["max_abs"] == 0
     metrics = sections["metrics"]["result"]
     assert len(metrics["checks"]) == 10 and all(row["ok"] for row in metrics["checks"].values())
+    assert metrics["lmd"]["landmarks_equal_golden"] and metrics["lmd"]["images"] == 2
+    assert metrics["lmd"]["lmd_max_abs_vs_golden"] <= 1e-9
     for kind in ("fp32 exact", "bf16"):
         assert sections["limits"]["result"][kind]["matmul_flops_per_s"] > 0
     rows = sections["speed"]["result"]["vqfr-v1"]["settings"]
@@ -76,7 +78,7 @@ def test_quick_dry_run_covers_every_section(prepared, tmp_path):
 
 def test_prepared_reference_keeps_what_is_compared(prepared, reference_dir):
     sizes = sum(p.stat().st_size for p in prepared.rglob("*") if p.is_file())
-    assert sizes < 56 * 2 ** 20          # with the repository, under the 64 MiB that travels
+    assert sizes < 58 * 2 ** 20          # with the repository, under the 64 MiB that travels
     assert len(list((prepared / "faces").glob("*.png"))) == 24
     reduced = torch.load(prepared / "reference/codeformer/golden_seed1.pt", weights_only=False)
     original = torch.load(reference_dir / "codeformer/golden_seed1.pt", weights_only=False)
@@ -106,3 +108,27 @@ def test_a_wrong_output_fails_the_check(prepared, tmp_path):
     record = json.loads(out.read_text())
     assert record["failures"] == ["vqfr-v1 128 main_dec exact vs golden"]
     assert "main_dec: PSNR" in proc.stdout and "FAILED" in proc.stdout
+
+
+def test_a_wrong_landmark_fails_the_check(prepared, tmp_path):
+    """Negative control for LMD: one golden landmark moved by a quarter pixel must be reported
+    (the landmarks are compared exactly: a TF32 flip moves one by a quarter cell or more)."""
+    wrong = tmp_path / "devref"
+    (wrong / "reference").mkdir(parents=True)
+    for item in (prepared / "reference").iterdir():
+        if item.name != "awing_fan":
+            (wrong / "reference" / item.name).symlink_to(item)
+    (wrong / "reference" / "awing_fan").mkdir()
+    (wrong / "faces").symlink_to(prepared / "faces")       # the metrics read the faces too
+    (wrong / "reference/awing_fan/manifest.json").symlink_to(
+        prepared / "reference/awing_fan/manifest.json")
+    golden = torch.load(prepared / "reference/awing_fan/golden_seed1.pt", weights_only=False)
+    golden["outputs"]["deg_landmarks"][0, 5, 0] += 0.25
+    torch.save(golden, wrong / "reference/awing_fan/golden_seed1.pt")
+    out = tmp_path / "check.json"
+    proc = run_check("--quick", "--sections", "metrics", "--reference",
+                     str(wrong / "reference"), "--json", str(out))
+    assert proc.returncode == 1
+    record = json.loads(out.read_text())
+    assert record["failures"] == ["metric lmd landmarks vs golden (exact)"]
+    assert "landmarks DIFFER from the golden" in proc.stdout

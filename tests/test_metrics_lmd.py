@@ -441,33 +441,41 @@ def test_the_comparisons_catch_the_documented_mistakes(faces, nonsquare, forward
 
 def test_tf32_is_off_while_the_network_runs_on_cuda():
     """The scoped switch (flags only, so it is checked without a GPU): cuDNN convolutions in
-    IEEE float32 inside, the previous setting back after, also after an error."""
+    IEEE float32 inside, the previous setting back after, also after an error; and under every
+    run policy, the policy's flags stay readable inside and after (a mix of torch's legacy and
+    per-operator TF32 APIs makes the legacy getter raise)."""
     from vqfr.archs.awing import ieee_fp32_convolutions
+    from vqfr.precision import PRECISIONS, precision, tf32_flags
 
-    conv = torch.backends.cudnn.conv
-    before = conv.fp32_precision
-    assert before != "ieee"     # PyTorch's default lets cuDNN use TF32
-    with ieee_fp32_convolutions(torch.device("cuda")):
-        assert conv.fp32_precision == "ieee"
-    assert conv.fp32_precision == before
-    with pytest.raises(RuntimeError), ieee_fp32_convolutions(torch.device("cuda")):
-        raise RuntimeError
-    assert conv.fp32_precision == before
-    with ieee_fp32_convolutions(torch.device("cpu")):
-        assert conv.fp32_precision == before
+    exact = {"cudnn_conv_tf32": False, "cuda_matmul_tf32": False}
+    for policy in PRECISIONS:
+        with precision(policy):
+            before = tf32_flags()
+            with ieee_fp32_convolutions(torch.device("cuda")):
+                assert tf32_flags() == exact
+            assert tf32_flags() == before
+            with pytest.raises(RuntimeError, match="inside"), \
+                    ieee_fp32_convolutions(torch.device("cuda")):
+                raise RuntimeError("inside")
+            assert tf32_flags() == before
+            with ieee_fp32_convolutions(torch.device("cpu")):
+                assert tf32_flags() == before
+    with precision("official"):
+        assert tf32_flags()["cudnn_conv_tf32"]      # PyTorch's default lets cuDNN use TF32
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_landmarks_are_the_official_ones(faces, golden, weights):
-    conv = torch.backends.cudnn.conv
-    before = conv.fp32_precision
+    from vqfr.precision import tf32_flags
+
+    before = tf32_flags()
     seen = []
     metric = LMD(weights={"state_dict": weights}, device="cuda")
     metric.detector.net.l3.register_forward_pre_hook(
-        lambda *args: seen.append(conv.fp32_precision))
+        lambda *args: seen.append(tf32_flags()["cudnn_conv_tf32"]))
     out = golden["outputs"]
     for images, side in zip(faces, ("gt", "deg")):
         points, raises = metric.detector.landmarks(images.cuda())
         assert_landmarks_equal(points, raises, out[f"{side}_landmarks"], out[f"{side}_error"],
                                out[f"{side}_argmax"])
-    assert seen == ["ieee", "ieee"] and conv.fp32_precision == before
+    assert seen == [False, False] and tf32_flags() == before

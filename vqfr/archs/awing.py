@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqfr.precision import precision
+
 INPUT_SIZE = 256
 HEATMAP_SIZE = 64
 NUM_LANDMARKS = 98
@@ -28,25 +30,14 @@ BOUNDARY_THRESHOLD = 0.05   # strict ">": clamp(boundary, 0, 1) > 0.05
 def ieee_fp32_convolutions(device: torch.device):
     """cuDNN convolutions in full float32 while the block runs (no TF32), the previous setting
     restored after. PyTorch lets cuDNN use TF32 by default, which moves the heatmaps by ~1.6e-3
-    relative and flips landmark argmaxes (reference README, AWing FAN "GPU")."""
+    relative and flips landmark argmaxes (reference README, AWing FAN "GPU"). Set through
+    :func:`vqfr.precision.precision`, whatever the run's own policy: one flag API for the whole
+    suite (torch refuses to read the legacy flags once the two APIs were mixed)."""
     if device.type != "cuda":
         yield
         return
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):   # torch >= 2.9
-        previous = conv.fp32_precision
-        conv.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            conv.fp32_precision = previous
-    else:
-        previous = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.allow_tf32 = previous
+    with precision("exact"):
+        yield
 
 
 class FAN(nn.Module):
