@@ -99,6 +99,45 @@ def timed(function, device: torch.device) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
+def read_pairs(faces_dir: Path, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(restored, GT) BGR pairs: the faces' Gaussian-blurred copies (sigma 2) and the faces."""
+    pairs = []
+    for path in sorted(faces_dir.glob("*.png"))[:count]:
+        face = cv2.imread(str(path))
+        pairs.append((cv2.GaussianBlur(face, (0, 0), 2), face))
+    return pairs
+
+
+def measure(pairs: list[tuple[np.ndarray, np.ndarray]], device: torch.device,
+            batch_size: int = 8, repeats: int = 3) -> dict:
+    """Both sides timed alternately, best of ``repeats``; raises SystemExit where the values
+    differ. Returns ms per image (one landmark detection) of each and the ratio."""
+    weights = synthetic_state_dict(FAN(), seed=1)
+    metric = LMD(weights={"state_dict": weights}, device=device)
+    net = metric.detector.net            # the very same module for the baseline
+    ours(metric, pairs[:1], 1, device)   # warm-up (allocator, cuDNN autotuning)
+    official_loop(net, pairs[:1], device)
+
+    # alternated, best of each: on a shared machine both sides meet the same load
+    t_ours = t_official = float("inf")
+    for _ in range(repeats):
+        seconds, values = timed(lambda: ours(metric, pairs, batch_size, device), device)
+        t_ours = min(t_ours, seconds)
+        seconds, expected = timed(lambda: official_loop(net, pairs, device), device)
+        t_official = min(t_official, seconds)
+    mismatch = [i for i, (a, b) in enumerate(zip(values, expected))
+                if (a is None) != (b is None) or (a is not None and abs(a - b) > 1e-9)]
+    if mismatch:
+        raise SystemExit(f"values differ from the official loop for pairs {mismatch}")
+    images = 2 * len(pairs)
+    return {"pairs": len(pairs), "batch_size": batch_size, "repeats": repeats,
+            "threads": torch.get_num_threads(),
+            "pairs_without_value": sum(v is None for v in values),
+            "ours_ms_per_image": 1e3 * t_ours / images,
+            "official_ms_per_image": 1e3 * t_official / images,
+            "speedup": t_official / t_ours}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,37 +153,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    faces = sorted((args.shared / "faces").glob("*.png"))[:args.pairs]
-    pairs = []
-    for path in faces:
-        face = cv2.imread(str(path))
-        pairs.append((cv2.GaussianBlur(face, (0, 0), 2), face))
-
-    weights = synthetic_state_dict(FAN(), seed=1)
-    metric = LMD(weights={"state_dict": weights}, device=device)
-    net = metric.detector.net            # the very same module for the baseline
-    ours(metric, pairs[:1], 1, device)   # warm-up (allocator, cuDNN autotuning)
-    official_loop(net, pairs[:1], device)
-
-    # alternated, best of each: on a shared machine both sides meet the same load
-    t_ours = t_official = float("inf")
-    for _ in range(args.repeats):
-        seconds, values = timed(lambda: ours(metric, pairs, args.batch_size, device), device)
-        t_ours = min(t_ours, seconds)
-        seconds, expected = timed(lambda: official_loop(net, pairs, device), device)
-        t_official = min(t_official, seconds)
-    mismatch = [i for i, (a, b) in enumerate(zip(values, expected))
-                if (a is None) != (b is None) or (a is not None and abs(a - b) > 1e-9)]
-    if mismatch:
-        raise SystemExit(f"values differ from the official loop for pairs {mismatch}")
-    images = 2 * len(pairs)
+    row = measure(read_pairs(args.shared / "faces", args.pairs), device, args.batch_size,
+                  args.repeats)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"LMD, {len(pairs)} pairs of 512x512 faces ({images} landmark detections), {name}, "
-          f"{torch.get_num_threads()} threads, best of {args.repeats}; "
-          f"{sum(v is None for v in values)} pairs without a value (official IndexError)")
-    print(f"  ours, batch {args.batch_size}:  {1e3 * t_ours / images:8.1f} ms per image")
-    print(f"  official loop:     {1e3 * t_official / images:8.1f} ms per image")
-    print(f"  speed-up:          {t_official / t_ours:8.2f}x  (same values)")
+    print(f"LMD, {row['pairs']} pairs of 512x512 faces ({2 * row['pairs']} landmark "
+          f"detections), {name}, {row['threads']} threads, best of {args.repeats}; "
+          f"{row['pairs_without_value']} pairs without a value (official IndexError)")
+    print(f"  ours, batch {args.batch_size}:  {row['ours_ms_per_image']:8.1f} ms per image")
+    print(f"  official loop:     {row['official_ms_per_image']:8.1f} ms per image")
+    print(f"  speed-up:          {row['speedup']:8.2f}x  (same values)")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ skipped (``--sections`` runs a subset, e.g. to rerun one after a fix):
 4. metrics: LPIPS, FID features, PSNR/SSIM and Deg. on the device against the goldens and the
    CPU, NIQE's torch mode on the device against its official mode (on the CPU), and how far
    ``official`` moves each; LMD's AWing FAN under ``official`` (it keeps IEEE float32 for
-   itself): landmarks equal to the golden's, LMD per pair within 1e-9, heatmaps vs the CPU;
+   itself): landmarks equal to the golden's, LMD per pair within 1e-9, heatmaps vs the CPU,
+   and its speed batched against the official one-image loop (``bench_lmd``);
 5. speed: ``vqfr-eval profile`` rows per model, dtype, precision and batch size (images/s,
    latency, peak memory, achieved FLOP/s, PSNR against exact fp32);
 6. kernels: torch.profiler's top kernels of a VQFR v1 forward (bf16 and exact fp32);
@@ -591,6 +592,14 @@ def _lmd_check(check: Check, count: int) -> dict:
         result["heatmaps_tolerance_relative"] = 1e-5
         check.expect("metric lmd heatmaps vs cpu", result["heatmaps_max_abs_vs_cpu_relative"]
                      <= 1e-5)
+    # speed: batched against the official one-image loop on the device (bench_lmd, same values)
+    import bench_lmd
+
+    pairs, batch = (2, 2) if check.quick else (24, 24)
+    if check.fits(2 if check.quick else 15, "lmd speed"):
+        result["speed"] = bench_lmd.measure(
+            bench_lmd.read_pairs(check.shared / "faces", pairs), check.device, batch,
+            1 if check.quick else 3)
     return result
 
 
@@ -1113,6 +1122,12 @@ def summary(check: Check) -> str:
                      f"{'equal' if lmd['landmarks_equal_golden'] else 'DIFFER from'} the golden, "
                      f"LMD max|d| {lmd['lmd_max_abs_vs_golden']:.1e}"
                      + (f", heatmaps vs cpu {heat:.1e} relative" if heat is not None else ""))
+        if "speed" in lmd:
+            row = lmd["speed"]
+            lines.append(f"lmd speed ({row['pairs']} pairs, batch {row['batch_size']}): "
+                         f"{row['ours_ms_per_image']:.1f} ms per image vs "
+                         f"{row['official_ms_per_image']:.1f} ms (official loop), "
+                         f"{row['speedup']:.2f}x")
     if "official_vs_exact" in metric:
         lines.append("metrics official vs exact: " + ", ".join(
             f"{k} {v:.2e}" for k, v in metric["official_vs_exact"].items()))

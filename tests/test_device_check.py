@@ -57,6 +57,7 @@ def test_quick_dry_run_covers_every_section(prepared, tmp_path):
     assert len(metrics["checks"]) == 10 and all(row["ok"] for row in metrics["checks"].values())
     assert metrics["lmd"]["landmarks_equal_golden"] and metrics["lmd"]["images"] == 2
     assert metrics["lmd"]["lmd_max_abs_vs_golden"] <= 1e-9
+    assert metrics["lmd"]["speed"]["pairs"] == 2 and metrics["lmd"]["speed"]["speedup"] > 0
     for kind in ("fp32 exact", "bf16"):
         assert sections["limits"]["result"][kind]["matmul_flops_per_s"] > 0
     rows = sections["speed"]["result"]["vqfr-v1"]["settings"]
