@@ -89,22 +89,35 @@ def test_prepared_reference_keeps_what_is_compared(prepared, reference_dir):
     assert torch.equal(reduced["codes"], original["codes"])
 
 
+def reference_with_one_golden_changed(prepared: Path, tmp_path: Path, folder: str,
+                                      golden_name: str, change) -> Path:
+    """A copy (by links) of the prepared reference folder and faces where ``folder``'s golden
+    ``golden_name`` is ``change(golden)``; returns its reference folder."""
+    wrong = tmp_path / "devref"
+    (wrong / "reference" / folder).mkdir(parents=True)
+    (wrong / "faces").symlink_to(prepared / "faces")
+    for item in (prepared / "reference").iterdir():
+        if item.name != folder:
+            (wrong / "reference" / item.name).symlink_to(item)
+    for item in (prepared / "reference" / folder).iterdir():
+        if item.name != golden_name:
+            (wrong / "reference" / folder / item.name).symlink_to(item)
+    golden = torch.load(prepared / "reference" / folder / golden_name, weights_only=False)
+    change(golden)
+    torch.save(golden, wrong / "reference" / folder / golden_name)
+    return wrong / "reference"
+
+
 def test_a_wrong_output_fails_the_check(prepared, tmp_path):
     """Negative control: the small VQFR v1 golden's image moved by 1e-3 must be reported."""
-    wrong = tmp_path / "devref"
-    (wrong / "reference").mkdir(parents=True)
-    for item in (prepared / "reference").iterdir():
-        (wrong / "reference" / item.name).symlink_to(item)
-    (wrong / "reference" / "vqfr_v1").unlink()
-    (wrong / "reference" / "vqfr_v1").mkdir()
-    (wrong / "reference/vqfr_v1/manifest.json").symlink_to(
-        prepared / "reference/vqfr_v1/manifest.json")
-    golden = torch.load(prepared / "reference/vqfr_v1/golden_seed1_small.pt", weights_only=False)
-    golden["outputs"]["main_dec"] = golden["outputs"]["main_dec"] + 1e-3
-    torch.save(golden, wrong / "reference/vqfr_v1/golden_seed1_small.pt")
+    def move(golden):
+        golden["outputs"]["main_dec"] = golden["outputs"]["main_dec"] + 1e-3
+
+    reference = reference_with_one_golden_changed(prepared, tmp_path, "vqfr_v1",
+                                                  "golden_seed1_small.pt", move)
     out = tmp_path / "check.json"
-    proc = run_check("--quick", "--sections", "models", "--reference",
-                     str(wrong / "reference"), "--json", str(out))
+    proc = run_check("--quick", "--sections", "models", "--reference", str(reference),
+                     "--json", str(out))
     assert proc.returncode == 1
     record = json.loads(out.read_text())
     assert record["failures"] == ["vqfr-v1 128 main_dec exact vs golden"]
@@ -114,21 +127,14 @@ def test_a_wrong_output_fails_the_check(prepared, tmp_path):
 def test_a_wrong_landmark_fails_the_check(prepared, tmp_path):
     """Negative control for LMD: one golden landmark moved by a quarter pixel must be reported
     (the landmarks are compared exactly: a TF32 flip moves one by a quarter cell or more)."""
-    wrong = tmp_path / "devref"
-    (wrong / "reference").mkdir(parents=True)
-    for item in (prepared / "reference").iterdir():
-        if item.name != "awing_fan":
-            (wrong / "reference" / item.name).symlink_to(item)
-    (wrong / "reference" / "awing_fan").mkdir()
-    (wrong / "faces").symlink_to(prepared / "faces")       # the metrics read the faces too
-    (wrong / "reference/awing_fan/manifest.json").symlink_to(
-        prepared / "reference/awing_fan/manifest.json")
-    golden = torch.load(prepared / "reference/awing_fan/golden_seed1.pt", weights_only=False)
-    golden["outputs"]["deg_landmarks"][0, 5, 0] += 0.25
-    torch.save(golden, wrong / "reference/awing_fan/golden_seed1.pt")
+    def move(golden):
+        golden["outputs"]["deg_landmarks"][0, 5, 0] += 0.25
+
+    reference = reference_with_one_golden_changed(prepared, tmp_path, "awing_fan",
+                                                  "golden_seed1.pt", move)
     out = tmp_path / "check.json"
-    proc = run_check("--quick", "--sections", "metrics", "--reference",
-                     str(wrong / "reference"), "--json", str(out))
+    proc = run_check("--quick", "--sections", "metrics", "--reference", str(reference),
+                     "--json", str(out))
     assert proc.returncode == 1
     record = json.loads(out.read_text())
     assert record["failures"] == ["metric lmd landmarks vs golden (exact)"]
