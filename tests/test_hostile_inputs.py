@@ -287,6 +287,58 @@ def test_metrics_on_a_missing_folder_is_refused(tiny, tmp_path, flag):
     assert not (tmp_path / "o.json").exists()
 
 
+@pytest.mark.parametrize("metric,largest", [("psnr:crop_border=16", 15),
+                                            ("ssim:crop_border=11", 10), ("ssim", None)])
+def test_crop_border_larger_than_the_images_is_refused(tiny, tmp_path, metric, largest):
+    """A crop that leaves nothing (PSNR) or less than SSIM's 11 x 11 window is an error naming
+    a file, the image size and the largest crop that works; no NaN result (was: psnr nan with
+    exit 0, a cv2 traceback for ssim)."""
+    small = tmp_path / "small"
+    if largest is None:         # images below SSIM's window, no crop at all
+        for side in ("lq", "hq"):
+            (small / side).mkdir(parents=True)
+            for path in sorted((tiny / side).glob("*.png"))[:2]:
+                cv2.imwrite(str(small / side / path.name), cv2.imread(str(path))[:10, :10])
+        data = small
+    else:
+        data = tiny
+    done = cli("metrics", "--restored", data / "lq", "--gt", data / "hq", "--metrics", metric,
+               "--json", tmp_path / "o.json")
+    first = sorted((data / "lq").glob("*.png"))[0]
+    if largest is None:
+        assert_refused(done, f"{first}: ssim:crop_border=0 leaves 10 x 10 pixels of a 10 x 10 "
+                             "image", "ssim needs images of at least 11 x 11")
+    else:
+        assert_refused(done, f"{first}: {metric} leaves", f"of a {SIZE} x {SIZE} image",
+                       f"use crop_border <= {largest}")
+    assert not (tmp_path / "o.json").exists()
+    if largest is not None:     # the largest crop that works gives a number
+        done = cli("metrics", "--restored", data / "lq", "--gt", data / "hq", "--metrics",
+                   metric.split("=")[0] + f"={largest}", "--json", tmp_path / "o.json")
+        assert done.returncode == 0, done.stderr[-3000:]
+        value = json.loads((tmp_path / "o.json").read_text())["metrics"][metric.split(":")[0]]
+        assert np.isfinite(value)
+
+
+def test_crop_border_too_large_in_a_run_keeps_the_restored_images(tiny, tmp_path):
+    """In a run, the method gets no result (named file, no traceback); its restored images are
+    kept and journaled, so the rerun with a crop that fits restores nothing again."""
+    out = tmp_path / "out"
+    args = ["run", "--dataset", tiny, "--method", "lq", "--out", out, "--quiet"]
+    done = cli(*args, "--metrics", "psnr:crop_border=16")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "no result for lq:" in done.stderr and "use crop_border <= 15" in done.stderr
+    method_dir = out / tiny.name / "lq"
+    first_batch = journaled(method_dir)       # committed before its metrics ran
+    assert first_batch and not (method_dir / "summary.json").exists()
+    kept = snapshot(method_dir / "images")
+    assert sorted(kept) == sorted(f"{stem}.png" for stem in first_batch)
+    done = cli(*args, "--metrics", "psnr:crop_border=15")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {k: v for k, v in snapshot(method_dir / "images").items() if k in kept} == kept
+    assert np.isfinite(summary(method_dir)["metrics"]["psnr"])
+
+
 # -- 11. files that are not what the asset should be -------------------------------------------
 def vgg16_with_a_wrong_shape(path: Path) -> Path:
     """torchvision's vgg16 feature keys, every shape right but the first convolution's (made

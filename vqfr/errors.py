@@ -14,6 +14,15 @@ class ImageError(VqfrError):
     """An image file cannot be used (unreadable, wrong size/mode, ...); names the file."""
 
 
+class ImageTooSmall(VqfrError):
+    """Images too small for a metric's options (e.g. ``crop_border``); ``size`` is their
+    (height, width), so a caller that knows the files can name them."""
+
+    def __init__(self, message: str, size: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.size = tuple(size)
+
+
 class DatasetUnavailable(VqfrError):
     """A registered dataset is not under the data root; says how to get and import it."""
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vqfr.errors import ImageTooSmall
 from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
 from vqfr.metrics.color import bt601_y, u8_to_unit_float
 
@@ -152,13 +153,31 @@ class _PairMetric(Metric):
         self.add_state("index", torch.zeros(0, dtype=torch.long), reduce="cat")
         self.add_state("values", torch.zeros(0, dtype=torch.float64), reduce="cat")
 
+    # the smallest side left after the crop: SSIM's 11 x 11 window needs one valid position
+    min_side: ClassVar[int] = 1
+
     def _per_image(self, restored: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def check_size(self, height: int, width: int) -> None:
+        """ImageTooSmall where ``crop_border`` leaves less than ``min_side`` pixels a side."""
+        left = min(height, width) - 2 * self.crop_border
+        if left < self.min_side:
+            largest = (min(height, width) - self.min_side) // 2
+            advice = (f"use crop_border <= {largest}" if largest >= 0 else
+                      f"{self.name} needs images of at least {self.min_side} x {self.min_side}")
+            raise ImageTooSmall(
+                f"{self.name}:crop_border={self.crop_border} leaves "
+                f"{max(height - 2 * self.crop_border, 0)} x "
+                f"{max(width - 2 * self.crop_border, 0)} pixels of a {height} x {width} image "
+                f"({self.name} needs at least {self.min_side} x {self.min_side} after the "
+                f"crop): {advice}", (height, width))
 
     @torch.inference_mode()
     def per_image(self, restored: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Per-pair values [B] (float64) for uint8 RGB batches."""
         check_images(restored, reference, self.name)
+        self.check_size(*restored.shape[-2:])
         x, y = prepared_pair(restored.to(self.device), reference.to(self.device),
                              self.correct_mean_var, self.test_y_channel)
         return self._per_image(_crop(x, self.crop_border), _crop(y, self.crop_border))
@@ -195,6 +214,7 @@ class PSNR(_PairMetric):
 
 class SSIM(_PairMetric):
     name: ClassVar[str] = "ssim"
+    min_side: ClassVar[int] = 11
 
     def _per_image(self, restored: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return ssim(restored, reference)

@@ -39,7 +39,7 @@ import torch
 
 from vqfr.data.images import (read_image_and_gray, read_image_with_info, sha256_file,
                               write_png_atomic)
-from vqfr.errors import ImageError, OutputError, VqfrError
+from vqfr.errors import ImageError, ImageTooSmall, OutputError, VqfrError
 from vqfr.metrics.base import FileGray
 from vqfr.run.cache import RestoreCache, StateStore, pixels_sha256
 from vqfr.run.distributed import DistContext
@@ -318,7 +318,12 @@ class MethodPass:
             outcome.batch_states[name][batch.number] = batch.stored[name]
         outcome.reused_threads.update(batch.stored_threads - {outcome.threads})
         if names:
-            states = self.metrics.update(names, self._metric_groups(batch, restored))
+            try:
+                states = self.metrics.update(names, self._metric_groups(batch, restored))
+            except ImageTooSmall as exc:      # an option that no image of that size allows
+                first = next(self._output_path(batch.items[p]) for p in sorted(restored)
+                             if restored[p].shape[:2] == exc.size)
+                raise ImageTooSmall(f"{first}: {exc}", exc.size) from None
             fingerprints = self._fingerprints(batch, output_sha)
             for name, state in states.items():
                 self.stores[name].save(batch.number, fingerprints, state, outcome.threads)
