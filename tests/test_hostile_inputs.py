@@ -320,6 +320,18 @@ def test_crop_border_larger_than_the_images_is_refused(tiny, tmp_path, metric, l
         assert np.isfinite(value)
 
 
+@pytest.mark.parametrize("mode", ["official", "torch"])
+def test_niqe_on_images_below_one_block_is_refused(tiny, reference_dir, tmp_path, mode):
+    """NIQE on 32 x 32 images: exit 2 naming the first file (was: a ValueError traceback)."""
+    done = cli("metrics", "--restored", tiny / "lq", "--metrics", f"niqe:mode={mode}",
+               "--asset", f"niqe-params={reference_dir / 'metrics' / 'niqe_pris_params.npz'}",
+               "--json", tmp_path / "o.json")
+    first = sorted((tiny / "lq").glob("*.png"))[0]
+    assert_refused(done, f"{first}: niqe needs images of at least 96 x 96 (one block), got "
+                         f"{SIZE} x {SIZE}")
+    assert not (tmp_path / "o.json").exists()
+
+
 def test_crop_border_too_large_in_a_run_keeps_the_restored_images(tiny, tmp_path):
     """In a run, the method gets no result (named file, no traceback); its restored images are
     kept and journaled, so the rerun with a crop that fits restores nothing again."""

@@ -3,6 +3,7 @@ official goldens (shared/reference/metrics) with synthetic Inception weights (se
 from __future__ import annotations
 
 import json
+import math
 import pickle
 
 import numpy as np
@@ -194,3 +195,9 @@ def test_kid_shares_fids_features_and_equals_its_definition(inputs, inception, b
     assert result.extra["standard_error"] == pytest.approx(expected.standard_error, rel=1e-3)
     with pytest.raises(VqfrError, match="statistics file has none"):
         KID(reference=weights, model=inception)
+    # two images a side: no value, and a warning that says why (was: a silent NaN)
+    two = KID(model=inception)
+    two.update(restored[:2], gt[:2], torch.arange(2))
+    with pytest.warns(UserWarning, match="kid needs at least 3 images on each side, got 2 "
+                                         "restored and 2 reference: no value"):
+        assert math.isnan(two.compute().value)

@@ -109,5 +109,13 @@ def test_two_shard_merge_and_order(inputs, params):
 
 
 def test_rejects_small_images(params):
-    with pytest.raises(ValueError, match="at least 96x96"):
+    """A user-fixable error (exit 2 through the CLI, the file named by the runner: see
+    test_hostile_inputs.py), also where crop_border makes the image too small."""
+    from vqfr.errors import ImageTooSmall
+
+    with pytest.raises(ImageTooSmall, match="at least 96 x 96 .one block., got 64 x 64$"):
         NIQE(weights=params).per_image(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ImageTooSmall, match="got 90 x 95 after crop_border=5 .100 x 105 "):
+        NIQE(weights=params, crop_border=5).per_image(
+            torch.zeros(1, 3, 100, 105, dtype=torch.uint8))
+    NIQE(weights=params, crop_border=2).per_image(torch.zeros(1, 3, 100, 105, dtype=torch.uint8))

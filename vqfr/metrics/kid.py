@@ -9,6 +9,7 @@ folder; a statistics file (FID's FFHQ default) has no rows and is refused.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,7 +45,9 @@ class KID(FID):
         features = self.ordered_features()
         reference = self.reference_features()
         extra: dict[str, Any] = {"count": len(features), "reference_count": len(reference)}
-        if min(len(features), len(reference)) < 3:
+        if min(len(features), len(reference)) < 3:     # the jackknife leaves two out of three
+            warnings.warn(f"kid needs at least 3 images on each side, got {len(features)} "
+                          f"restored and {len(reference)} reference: no value", stacklevel=2)
             return MetricResult(value=math.nan, extra=extra)
         estimate = kid(features, reference, paired=self.reference == "gt")
         extra["standard_error"] = estimate.standard_error

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqfr.errors import VqfrError
+from vqfr.errors import ImageTooSmall, VqfrError
 from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows, read_npz
 from vqfr.metrics.color import bt601_y, u8_to_unit_float
 from vqfr.metrics.niqe_features import aggd_block_features, imresize_half, split_blocks
@@ -173,14 +173,17 @@ class NIQE(Metric):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """B x N_blocks x 36 NIQE block features of uint8 RGB images (blocks in official order)."""
         check_images(images, None, self.name)
+        height, width = images.shape[-2:]
+        b = self.crop_border
+        if min(height, width) - 2 * b < BLOCK_SIZE:
+            crop = f" after crop_border={b} ({height} x {width} before)" if b else ""
+            raise ImageTooSmall(
+                f"niqe needs images of at least {BLOCK_SIZE} x {BLOCK_SIZE} (one block), got "
+                f"{max(height - 2 * b, 0)} x {max(width - 2 * b, 0)}{crop}", (height, width))
         luma = niqe_luma(images.to(self.device), self.convert_to)
-        if self.crop_border:
-            b = self.crop_border
+        if b:
             luma = luma[:, b:-b, b:-b]
         h, w = luma.shape[-2:]
-        if h < BLOCK_SIZE or w < BLOCK_SIZE:
-            raise ValueError(f"niqe needs images of at least {BLOCK_SIZE}x{BLOCK_SIZE}, "
-                             f"got {h}x{w}")
         luma = luma[:, : h // BLOCK_SIZE * BLOCK_SIZE, : w // BLOCK_SIZE * BLOCK_SIZE]
         per_scale = []
         for scale in (1, 2):
