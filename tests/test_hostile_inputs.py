@@ -332,6 +332,25 @@ def test_niqe_on_images_below_one_block_is_refused(tiny, reference_dir, tmp_path
     assert not (tmp_path / "o.json").exists()
 
 
+def test_lpips_on_images_below_vggs_poolings_is_refused(tiny, reference_dir, synth_weights,
+                                                        tmp_path):
+    """LPIPS on 8 x 8 images (VGG16's fourth pooling leaves nothing): exit 2 naming the first
+    file (was: a torch RuntimeError traceback)."""
+    manifest = json.loads((reference_dir / "metrics/vgg16_features_manifest.json").read_text())
+    torch.save(synth_weights.synth_state_dict(manifest, 1), tmp_path / "vgg.pth")
+    for side in ("lq", "hq"):
+        (tmp_path / side).mkdir()
+        for path in sorted((tiny / side).glob("*.png"))[:2]:
+            cv2.imwrite(str(tmp_path / side / path.name), cv2.imread(str(path))[:8, :8])
+    done = cli("metrics", "--restored", tmp_path / "lq", "--gt", tmp_path / "hq", "--metrics",
+               "lpips", "--asset", f"lpips-vgg16={tmp_path / 'vgg.pth'}", "--json",
+               tmp_path / "o.json")
+    first = sorted((tmp_path / "lq").glob("*.png"))[0]
+    assert_refused(done, f"{first}: lpips needs images of at least 16 x 16 (VGG16's four 2x2 "
+                         "poolings), got 8 x 8")
+    assert not (tmp_path / "o.json").exists()
+
+
 def test_crop_border_too_large_in_a_run_keeps_the_restored_images(tiny, tmp_path):
     """In a run, the method gets no result (named file, no traceback); its restored images are
     kept and journaled, so the rerun with a crop that fits restores nothing again."""

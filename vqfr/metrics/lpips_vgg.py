@@ -13,9 +13,13 @@ from typing import Any, ClassVar
 
 import torch
 
+from vqfr.errors import ImageTooSmall
 from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
 from vqfr.metrics.color import u8_to_minus1_1
 from vqfr.metrics.weights import Weights, metric_state_dict
+
+# the smallest side whose feature map survives the four 2x2 max-poolings before relu5_3
+MIN_SIDE = 16
 
 # torchvision ``vgg16().features`` index ranges held by lpips' ``net.slice1`` ... ``net.slice5``.
 _VGG_SLICES = ((1, range(4)), (2, range(4, 9)), (3, range(9, 16)), (4, range(16, 23)),
@@ -92,6 +96,10 @@ class LPIPS(Metric):
         from lpips.lpips import spatial_average
 
         check_images(restored, reference, self.name)
+        height, width = restored.shape[-2:]
+        if min(height, width) < MIN_SIDE:
+            raise ImageTooSmall(f"lpips needs images of at least {MIN_SIDE} x {MIN_SIDE} (VGG16's "
+                                f"four 2x2 poolings), got {height} x {width}", (height, width))
         reference_features = self._reference_features(reference)
         restored_features = self._features(u8_to_minus1_1(restored.to(self.device), self.dtype))
         net = self.net
