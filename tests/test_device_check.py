@@ -108,34 +108,30 @@ def reference_with_one_golden_changed(prepared: Path, tmp_path: Path, folder: st
     return wrong / "reference"
 
 
-def test_a_wrong_output_fails_the_check(prepared, tmp_path):
-    """Negative control: the small VQFR v1 golden's image moved by 1e-3 must be reported."""
-    def move(golden):
-        golden["outputs"]["main_dec"] = golden["outputs"]["main_dec"] + 1e-3
+def _move_v1_image(golden):
+    golden["outputs"]["main_dec"] = golden["outputs"]["main_dec"] + 1e-3
 
-    reference = reference_with_one_golden_changed(prepared, tmp_path, "vqfr_v1",
-                                                  "golden_seed1_small.pt", move)
+
+def _move_one_landmark(golden):
+    golden["outputs"]["deg_landmarks"][0, 5, 0] += 0.25
+
+
+# Negative controls: the small VQFR v1 golden's image moved by 1e-3; one golden landmark moved by
+# a quarter pixel (the landmarks are compared exactly: a TF32 flip moves one by a quarter cell or
+# more). Each must be reported as the one failure, and the summary must say so.
+@pytest.mark.parametrize("folder,golden_name,change,section,failure,printed", [
+    ("vqfr_v1", "golden_seed1_small.pt", _move_v1_image, "models",
+     "vqfr-v1 128 main_dec exact vs golden", "main_dec: PSNR"),
+    ("awing_fan", "golden_seed1.pt", _move_one_landmark, "metrics",
+     "metric lmd landmarks vs golden (exact)", "landmarks DIFFER from the golden"),
+], ids=["vqfr-v1-output", "lmd-landmark"])
+def test_a_wrong_golden_value_fails_the_check(prepared, tmp_path, folder, golden_name, change,
+                                              section, failure, printed):
+    reference = reference_with_one_golden_changed(prepared, tmp_path, folder, golden_name,
+                                                  change)
     out = tmp_path / "check.json"
-    proc = run_check("--quick", "--sections", "models", "--reference", str(reference),
+    proc = run_check("--quick", "--sections", section, "--reference", str(reference),
                      "--json", str(out))
     assert proc.returncode == 1
-    record = json.loads(out.read_text())
-    assert record["failures"] == ["vqfr-v1 128 main_dec exact vs golden"]
-    assert "main_dec: PSNR" in proc.stdout and "FAILED" in proc.stdout
-
-
-def test_a_wrong_landmark_fails_the_check(prepared, tmp_path):
-    """Negative control for LMD: one golden landmark moved by a quarter pixel must be reported
-    (the landmarks are compared exactly: a TF32 flip moves one by a quarter cell or more)."""
-    def move(golden):
-        golden["outputs"]["deg_landmarks"][0, 5, 0] += 0.25
-
-    reference = reference_with_one_golden_changed(prepared, tmp_path, "awing_fan",
-                                                  "golden_seed1.pt", move)
-    out = tmp_path / "check.json"
-    proc = run_check("--quick", "--sections", "metrics", "--reference", str(reference),
-                     "--json", str(out))
-    assert proc.returncode == 1
-    record = json.loads(out.read_text())
-    assert record["failures"] == ["metric lmd landmarks vs golden (exact)"]
-    assert "landmarks DIFFER from the golden" in proc.stdout
+    assert json.loads(out.read_text())["failures"] == [failure]
+    assert printed in proc.stdout
