@@ -288,3 +288,34 @@ def test_fid_interval_equals_a_scipy_bootstrap_loop_over_the_stored_rows(run):
     assert ci["bootstrap_shift"] == pytest.approx(distribution.mean() - value, abs=1e-6 * value)
     assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.quantile(centred, [0.025, 0.975])),
                                                     abs=1e-6 * value)
+
+
+def test_metrics_command_gives_the_runs_intervals(run, tmp_path):
+    """`vqfr-eval metrics` on a method's results: the same per-image intervals as the run
+    (same images in the same order, same resamples and seed), in its JSON and printed; FID has
+    none there (its rows are a run's); `--ci off` leaves them out."""
+    folder = run["folders"]["c"]
+    out = tmp_path / "m.json"
+    done = _cli("metrics", "--restored", str(folder), "--gt", str(run["data"] / "hq"),
+                "--metrics", "psnr,ssim", "--resamples", str(RESAMPLES), "--json", str(out),
+                "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads(out.read_text())["options"]
+    recorded = summary(run, "c")["metric_info"]
+    for metric in ("psnr", "ssim"):
+        ours, theirs = measured[metric]["ci"], recorded[metric]["ci"]
+        assert {k: ours[k] for k in ("level", "method", "resamples", "seed")} == \
+               {"level": 0.95, "method": "bca", "resamples": RESAMPLES, "seed": 0}
+        assert ours["low"] == pytest.approx(theirs["low"], rel=1e-12)
+        assert ours["high"] == pytest.approx(theirs["high"], rel=1e-12)
+        assert ours["low"] < summary(run, "c")["metrics"][metric] < ours["high"]
+        assert re.search(rf"^{metric}: \S+  \(0\.95 CI {ours['low']:.6g} to "
+                         rf"{ours['high']:.6g}, bca\)$", done.stdout, re.M), done.stdout
+    off = _cli("metrics", "--restored", str(folder), "--gt", str(run["data"] / "hq"),
+               "--metrics", "psnr", "--ci", "off", "--json", str(tmp_path / "off.json"),
+               "--quiet")
+    assert off.returncode == 0 and "CI" not in off.stdout
+    assert "ci" not in json.loads((tmp_path / "off.json").read_text())["options"]["psnr"]
+    bad = _cli("metrics", "--restored", str(folder), "--metrics", "niqe", "--paired-test",
+               "wilcoxon")
+    assert bad.returncode == 2 and "--paired-test" in bad.stderr     # one method: no tests

@@ -5,8 +5,10 @@ import argparse
 import csv
 import io
 import sys
+from pathlib import Path
 
 from vqfr.cli.argtypes import existing_folder, file_path
+from vqfr.cli.ci_options import add_ci_options, ci_options
 from vqfr.cli.run import add_device_options, checked_metrics
 
 
@@ -26,6 +28,7 @@ def register(subparsers) -> None:
                         help="FID reference: a statistics file, a folder of images, or gt (the "
                              "--gt images); default: the FFHQ-512 statistics asset, as the paper")
     add_device_options(parser, batch_size=8)
+    add_ci_options(parser, per_image_only=True)
     parser.add_argument("--json", type=file_path, default=None, metavar="OUT.json",
                         help="also write the values, options and provenance as JSON")
     parser.add_argument("--csv", type=file_path, default=None, metavar="OUT.csv",
@@ -45,6 +48,9 @@ def main(args: argparse.Namespace) -> int:
                               assets=parse_asset_overrides(args.asset),
                               batch_size=args.batch_size, metric_options=metric_options,
                               show_progress=not args.quiet, precision=args.precision)
+    intervals = per_image_intervals(result, ci_options(args))
+    for name, interval in intervals.items():
+        result["options"][name]["ci"] = interval
     if args.json:
         atomic_write_json(args.json, result)
     if args.csv:
@@ -56,7 +62,12 @@ def main(args: argparse.Namespace) -> int:
         writer.writerows(result["per_image"])
         atomic_write_bytes(args.csv, buffer.getvalue().encode())
     for name, value in result["metrics"].items():
-        print(f"{name}: {value}")
+        interval = intervals.get(name)
+        if interval and interval["low"] is not None:
+            print(f"{name}: {value}  ({interval['level']:g} CI {interval['low']:.6g} to "
+                  f"{interval['high']:.6g}, {interval['method']})")
+        else:
+            print(f"{name}: {value}")
     for name, info in result["options"].items():
         for stem, reason in info.get("unmeasured", {}).items():
             print(f"{name}: {stem}: {reason} (left out of the mean)")
@@ -71,3 +82,24 @@ def main(args: argparse.Namespace) -> int:
     if written:
         print(f"wrote {', '.join(written)}")
     return 0
+
+
+def per_image_intervals(result: dict, options) -> dict[str, dict]:
+    """Bootstrap intervals over the images (``vqfr.stats``, as a run's) of the metrics with
+    per-image values; FID and KID have none here: their intervals resample the feature rows a
+    run keeps (``vqfr-eval run``)."""
+    if options is None or len(result["per_image"]) < 2:
+        return {}
+    import numpy as np
+
+    from vqfr.stats.analysis import dataset_statistics
+    from vqfr.stats.rows import MethodRows
+
+    count = len(result["per_image"])
+    rows = MethodRows(Path("."), {"metrics": result["metrics"], "metric_info": result["options"],
+                                  "dataset": {"count": count}}, key="restored")
+    for name in result["metrics"]:
+        values = np.array([row.get(name, np.nan) for row in result["per_image"]], dtype=float)
+        if not np.all(np.isnan(values)):
+            rows.values[name] = values
+    return dataset_statistics([rows], options).intervals.get("restored", {})
