@@ -306,11 +306,13 @@ def test_crop_border_larger_than_the_images_is_refused(tiny, tmp_path, metric, l
                "--json", tmp_path / "o.json")
     first = sorted((data / "lq").glob("*.png"))[0]
     if largest is None:
-        assert_refused(done, f"{first}: ssim:crop_border=0 leaves 10 x 10 pixels of a 10 x 10 "
-                             "image", "ssim needs images of at least 11 x 11")
+        assert_refused(done, f"{first}: ssim needs images of at least 11 x 11 (its Gaussian "
+                             "window), got 10 x 10")
     else:
-        assert_refused(done, f"{first}: {metric} leaves", f"of a {SIZE} x {SIZE} image",
-                       f"use crop_border <= {largest}")
+        name, crop = metric.split(":crop_border=")
+        assert_refused(done, f"{first}: {name} needs images of at least",
+                       f"got {SIZE - 2 * int(crop)} x", f"after crop_border={crop} ({SIZE} x {SIZE} before): use crop_border <= "
+                       f"{largest}")
     assert not (tmp_path / "o.json").exists()
     if largest is not None:     # the largest crop that works gives a number
         done = cli("metrics", "--restored", data / "lq", "--gt", data / "hq", "--metrics",

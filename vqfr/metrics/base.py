@@ -24,7 +24,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 
-from vqfr.errors import VqfrError
+from vqfr.errors import ImageTooSmall, VqfrError
 
 REDUCTIONS = ("sum", "cat", "max", "min")
 
@@ -153,6 +153,22 @@ def check_images(restored: torch.Tensor, reference: torch.Tensor | None, metric:
         raise ValueError(f"{metric}: restored {tuple(restored.shape)} and reference "
                          f"{tuple(reference.shape)} differ in shape")
 
+
+
+def require_side(metric: str, height: int, width: int, min_side: int, why: str = "",
+                 crop_border: int = 0) -> None:
+    """``ImageTooSmall`` where an image (after ``crop_border`` pixels off each edge) has a side
+    under ``min_side``; the message says, for a crop, the largest that works."""
+    left = (max(height - 2 * crop_border, 0), max(width - 2 * crop_border, 0))
+    if min(left) >= min_side:
+        return
+    message = f"{metric} needs images of at least {min_side} x {min_side}{why}, got " \
+              f"{left[0]} x {left[1]}"
+    if crop_border:
+        largest = (min(height, width) - min_side) // 2
+        message += f" after crop_border={crop_border} ({height} x {width} before)" + (
+            f": use crop_border <= {largest}" if largest >= 0 else "")
+    raise ImageTooSmall(message, (height, width))
 
 
 def read_npz(path, what: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

@@ -13,8 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from vqfr.errors import ImageTooSmall
-from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
+from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows, require_side
 from vqfr.metrics.color import u8_to_minus1_1
 from vqfr.metrics.weights import Weights, metric_state_dict
 
@@ -96,10 +95,7 @@ class LPIPS(Metric):
         from lpips.lpips import spatial_average
 
         check_images(restored, reference, self.name)
-        height, width = restored.shape[-2:]
-        if min(height, width) < MIN_SIDE:
-            raise ImageTooSmall(f"lpips needs images of at least {MIN_SIDE} x {MIN_SIDE} (VGG16's "
-                                f"four 2x2 poolings), got {height} x {width}", (height, width))
+        require_side(self.name, *restored.shape[-2:], MIN_SIDE, " (VGG16's four 2x2 poolings)")
         reference_features = self._reference_features(reference)
         restored_features = self._features(u8_to_minus1_1(restored.to(self.device), self.dtype))
         net = self.net

@@ -41,8 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqfr.errors import ImageTooSmall, VqfrError
-from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows, read_npz
+from vqfr.errors import VqfrError
+from vqfr.metrics.base import (Metric, MetricResult, check_images, ordered_rows, read_npz,
+                               require_side)
 from vqfr.metrics.color import bt601_y, u8_to_unit_float
 from vqfr.metrics.niqe_features import aggd_block_features, imresize_half, split_blocks
 
@@ -175,11 +176,7 @@ class NIQE(Metric):
         check_images(images, None, self.name)
         height, width = images.shape[-2:]
         b = self.crop_border
-        if min(height, width) - 2 * b < BLOCK_SIZE:
-            crop = f" after crop_border={b} ({height} x {width} before)" if b else ""
-            raise ImageTooSmall(
-                f"niqe needs images of at least {BLOCK_SIZE} x {BLOCK_SIZE} (one block), got "
-                f"{max(height - 2 * b, 0)} x {max(width - 2 * b, 0)}{crop}", (height, width))
+        require_side(self.name, height, width, BLOCK_SIZE, " (one block)", b)
         luma = niqe_luma(images.to(self.device), self.convert_to)
         if b:
             luma = luma[:, b:-b, b:-b]

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqfr.errors import ImageTooSmall
-from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
+from vqfr.metrics.base import (Metric, MetricResult, check_images, ordered_rows,
+                               require_side)
 from vqfr.metrics.color import bt601_y, u8_to_unit_float
 
 SSIM_WINDOW = 11
@@ -155,29 +155,17 @@ class _PairMetric(Metric):
 
     # the smallest side left after the crop: SSIM's 11 x 11 window needs one valid position
     min_side: ClassVar[int] = 1
+    min_side_why: ClassVar[str] = ""
 
     def _per_image(self, restored: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-    def check_size(self, height: int, width: int) -> None:
-        """ImageTooSmall where ``crop_border`` leaves less than ``min_side`` pixels a side."""
-        left = min(height, width) - 2 * self.crop_border
-        if left < self.min_side:
-            largest = (min(height, width) - self.min_side) // 2
-            advice = (f"use crop_border <= {largest}" if largest >= 0 else
-                      f"{self.name} needs images of at least {self.min_side} x {self.min_side}")
-            raise ImageTooSmall(
-                f"{self.name}:crop_border={self.crop_border} leaves "
-                f"{max(height - 2 * self.crop_border, 0)} x "
-                f"{max(width - 2 * self.crop_border, 0)} pixels of a {height} x {width} image "
-                f"({self.name} needs at least {self.min_side} x {self.min_side} after the "
-                f"crop): {advice}", (height, width))
 
     @torch.inference_mode()
     def per_image(self, restored: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Per-pair values [B] (float64) for uint8 RGB batches."""
         check_images(restored, reference, self.name)
-        self.check_size(*restored.shape[-2:])
+        require_side(self.name, *restored.shape[-2:], self.min_side, self.min_side_why,
+                     self.crop_border)
         x, y = prepared_pair(restored.to(self.device), reference.to(self.device),
                              self.correct_mean_var, self.test_y_channel)
         return self._per_image(_crop(x, self.crop_border), _crop(y, self.crop_border))
@@ -215,6 +203,7 @@ class PSNR(_PairMetric):
 class SSIM(_PairMetric):
     name: ClassVar[str] = "ssim"
     min_side: ClassVar[int] = 11
+    min_side_why: ClassVar[str] = " (its Gaussian window)"
 
     def _per_image(self, restored: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return ssim(restored, reference)

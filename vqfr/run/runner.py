@@ -321,8 +321,10 @@ class MethodPass:
             try:
                 states = self.metrics.update(names, self._metric_groups(batch, restored))
             except ImageTooSmall as exc:      # an option that no image of that size allows
-                first = next(self._output_path(batch.items[p]) for p in sorted(restored)
-                             if restored[p].shape[:2] == exc.size)
+                first = next((self._output_path(batch.items[p]) for p in sorted(restored)
+                              if restored[p].shape[:2] == exc.size), None)
+                if first is None:
+                    raise
                 raise ImageTooSmall(f"{first}: {exc}", exc.size) from None
             fingerprints = self._fingerprints(batch, output_sha)
             for name, state in states.items():
