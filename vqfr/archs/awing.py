@@ -28,8 +28,8 @@ BOUNDARY_THRESHOLD = 0.05   # strict ">": clamp(boundary, 0, 1) > 0.05
 
 @contextlib.contextmanager
 def ieee_fp32_convolutions(device: torch.device):
-    """cuDNN convolutions in full float32 while the block runs (no TF32), the previous setting
-    restored after. PyTorch lets cuDNN use TF32 by default, which moves the heatmaps by ~1.6e-3
+    """Full float32 on CUDA while the block runs (no TF32 for convolutions or matrix products),
+    the previous setting restored after; nothing changes off CUDA. PyTorch lets cuDNN use TF32 by default, which moves the heatmaps by ~1.6e-3
     relative and flips landmark argmaxes (reference README, AWing FAN "GPU"). Set through
     :func:`vqfr.precision.precision`, whatever the run's own policy: one flag API for the whole
     suite (torch refuses to read the legacy flags once the two APIs were mixed)."""

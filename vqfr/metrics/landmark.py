@@ -34,7 +34,7 @@ import torch
 
 from vqfr.archs.awing import FAN, HEATMAP_SIZE, INPUT_SIZE
 from vqfr.metrics.base import Metric, MetricResult, check_images, ordered_rows
-from vqfr.metrics.weights import Weights
+from vqfr.metrics.weights import Weights, metric_state_dict
 
 ASSET = "awing-fan"
 LAST_PIXEL = HEATMAP_SIZE * HEATMAP_SIZE - 1
@@ -54,21 +54,17 @@ def load_awing_fan(weights: Weights = None,
     """The FAN loaded strictly (eval mode) and the sha256 of the file used (``"in-memory"`` for
     a state dict given as such). ``weights``: a checkpoint path, a (wrapped) state dict, or None
     for the ``awing-fan`` asset (``--asset`` overrides in ``assets``)."""
-    from vqfr.zoo import get_asset, load_state_dict_file, resolve_asset, sha256_file
-    from vqfr.zoo.checkpoint import UnsafeCheckpointError, extract_state_dict, load_into
+    from vqfr.zoo import resolve_asset, sha256_file
+    from vqfr.zoo.checkpoint import UnsafeCheckpointError, load_into
 
-    spec = get_asset(ASSET)
-    if isinstance(weights, Mapping):
-        state, digest, origin = (extract_state_dict(weights, spec.checkpoint_key,
-                                                    origin="the AWing weights given"),
-                                 "in-memory", "the AWing weights given")
-    else:
+    path = None
+    if not isinstance(weights, Mapping):       # a file: its sha256 is recorded with LMD
         path = Path(weights) if weights is not None else resolve_asset(ASSET, assets).path
-        try:
-            state = load_state_dict_file(path, spec.checkpoint_key, spec.key_prefix)
-        except UnsafeCheckpointError as exc:
-            raise UnsafeCheckpointError(f"{exc}\n{UNSAFE_FILE_HINT}") from None
-        digest, origin = sha256_file(path), str(path)
+    try:
+        state, origin = metric_state_dict(ASSET, weights if path is None else path)
+    except UnsafeCheckpointError as exc:
+        raise UnsafeCheckpointError(f"{exc}\n{UNSAFE_FILE_HINT}") from None
+    digest = "in-memory" if path is None else sha256_file(path)
     model = FAN()
     load_into(model, state, origin)
     return model.eval().requires_grad_(False), digest
