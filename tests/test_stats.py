@@ -216,6 +216,29 @@ def test_fid_bootstrap_equals_the_frechet_distance_of_resampled_rows(n):
                                 for i, j in zip(indices, other_indices)], rtol=1e-6)
 
 
+def test_fid_bootstrap_against_a_folder_of_another_size_keeps_every_resample(monkeypatch):
+    """A reference folder larger than the restored set: the two sides' blocks hold different
+    numbers of resamples, and every resample is still paired and computed (was: zip over one
+    block pair dropped the rest, 59 of 200 resamples against a 70k-image folder; the other way
+    round, StopIteration)."""
+    import vqfr.stats.bootstrap as bootstrap
+
+    monkeypatch.setattr(bootstrap, "BLOCK_DRAWS", 200)   # 5 restored / 2 reference per block
+    d, limit = 16, 12
+    rng = np.random.default_rng(5)
+    restored = np.abs(rng.normal(size=(40, d)) + 0.3).astype(np.float32)
+    other = np.abs(rng.normal(size=(100, d))).astype(np.float32)
+    for x, y in ((restored, other), (other, restored)):
+        resampler, other_resampler = Resampler(len(x), 50, 3), Resampler(len(y), 50, (3, 1))
+        values = FidBootstrap(FidReference(features=y), resampler, limit,
+                              other_resampler).distribution(x)
+        indices = np.concatenate(list(resampler.index_blocks(limit)))
+        other_indices = np.concatenate(list(other_resampler.index_blocks(limit)))
+        assert len(values) == len(indices) == len(other_indices) == limit
+        np.testing.assert_allclose(values, [_fid_rows(x[i], y[j]) for i, j in
+                                            zip(indices, other_indices)], rtol=1e-6)
+
+
 def test_fid_interval_equals_a_scipy_bootstrap_loop():
     """The straightforward way: scipy.stats.bootstrap over image indices, one Fréchet distance
     per resample. Same seed, same resamples: the same percentile interval."""

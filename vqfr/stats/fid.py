@@ -31,6 +31,7 @@ bootstrap's spread around the measured value, and the shift is recorded beside i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 from scipy.linalg import blas
@@ -124,19 +125,21 @@ class FidBootstrap:
         n, n_ref = len(x), len(r)
         xc, rc = x - x.mean(0), r - r.mean(0)
         offset = x.mean(0) - r.mean(0)
+        # resample by resample: the two sides' blocks hold different numbers of resamples
+        # when the sets differ in size (a block holds a fixed number of draws)
+        restored = chain.from_iterable(self.resampler.count_blocks(self.limit))
         if self.reference.paired:
-            ref_blocks = None
+            pairs = ((counts, counts) for counts in restored)
         else:
-            ref_blocks = self.reference_resampler.count_blocks(self.limit)
+            pairs = zip(restored, chain.from_iterable(
+                self.reference_resampler.count_blocks(self.limit)))
         out = []
-        for block in self.resampler.count_blocks(self.limit):
-            ref_block = block if ref_blocks is None else next(ref_blocks)
-            for counts, ref_counts in zip(block, ref_block):
-                z1, m1 = _centred_rows(xc, counts, n)
-                z2, m2 = _centred_rows(rc, ref_counts, n_ref)
-                diff = offset + m1 - m2
-                traces = float((z1 * z1).sum() + (z2 * z2).sum())
-                out.append(float(diff @ diff) + traces - 2 * _trace_sqrt_factors(z1, z2))
+        for counts, ref_counts in pairs:
+            z1, m1 = _centred_rows(xc, counts, n)
+            z2, m2 = _centred_rows(rc, ref_counts, n_ref)
+            diff = offset + m1 - m2
+            traces = float((z1 * z1).sum() + (z2 * z2).sum())
+            out.append(float(diff @ diff) + traces - 2 * _trace_sqrt_factors(z1, z2))
         return np.array(out)
 
 
