@@ -319,3 +319,29 @@ def test_metrics_command_gives_the_runs_intervals(run, tmp_path):
     bad = _cli("metrics", "--restored", str(folder), "--metrics", "niqe", "--paired-test",
                "wilcoxon")
     assert bad.returncode == 2 and "--paired-test" in bad.stderr     # one method: no tests
+
+
+@pytest.mark.parametrize("damage", ["summary", "rows", "index"])
+def test_damaged_result_files_are_named_not_a_traceback(run, tmp_path, damage):
+    """`power` (and the report, which reads the same files) on a damaged method folder: exit 2
+    naming the file (was: a JSONDecodeError, FileNotFoundError or IndexError traceback)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run["dir"].parent, copy)
+    method = copy / run["dir"].name / run["slug"]["c"]
+    if damage == "summary":
+        (method / "summary.json").write_text("{not json")
+        broken, metric = method / "summary.json", "psnr"
+    elif damage == "rows":
+        broken = method / summary(run, "c")["metric_info"]["fid"]["rows"]["restored"]
+        broken.unlink()
+        metric = "fid"
+    else:
+        text = (method / "per_image.csv").read_text().splitlines()
+        header = text[0].split(",")
+        row = text[1].split(",")
+        row[header.index("index")] = str(10 * COUNT)
+        (method / "per_image.csv").write_text("\n".join([text[0], ",".join(row), *text[2:]]))
+        broken, metric = method / "per_image.csv", "psnr"
+    done = _cli("power", str(copy), "--metric", metric, "--delta", "0.3")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert str(broken) in done.stderr and "rerun the method" in done.stderr, done.stderr

@@ -15,11 +15,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vqfr.errors import VqfrError
 
 ROWS_DIR = "rows"
 
@@ -67,16 +70,28 @@ class MethodRows:
         return self.info(column).get("rows")
 
     def features(self, column: str) -> np.ndarray:
-        with np.load(self.path / self.row_files(column)["restored"], allow_pickle=False) as data:
-            return data["features"][np.argsort(data["index"], kind="stable")]
+        data = _read_rows(self.path / self.row_files(column)["restored"], ("features", "index"))
+        return data["features"][np.argsort(data["index"], kind="stable")]
 
     def reference(self, column: str) -> dict[str, np.ndarray]:
-        with np.load(self.path / self.row_files(column)["reference"], allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        return _read_rows(self.path / self.row_files(column)["reference"])
 
     def reference_key(self, column: str) -> str | None:
         files = self.row_files(column)
         return None if files is None else str((self.path / files["reference"]).resolve())
+
+
+def _read_rows(path: Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """A feature-rows file's arrays (never unpickled); an unreadable one is a ``VqfrError``."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise VqfrError(f"{path}: unreadable feature rows ({exc}); rerun the method to write "
+                        "them again") from None
 
 
 def _number(text: str) -> float:
@@ -105,12 +120,22 @@ def read_per_image(path: Path) -> dict[str, list[Any]]:
 
 def load_method_rows(path: Path) -> MethodRows:
     path = Path(path)
-    summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+        if not isinstance(summary, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise VqfrError(f"{path / 'summary.json'}: not a readable results summary ({exc}); "
+                        "rerun the method or remove its folder") from None
     columns = read_per_image(path / "per_image.csv")
     rows = MethodRows(path, summary)
     n = rows.count or len(columns["name"])
-    index = [int(i) for i in columns.get("index", range(len(columns["name"])))
-             if not math.isnan(i)]
+    index = [i for i in columns.get("index", range(len(columns["name"])))]
+    if any(math.isnan(i) or not 0 <= i < n or i != int(i) for i in index) or \
+            len(set(index)) != len(index):
+        raise VqfrError(f"{path / 'per_image.csv'}: its index column does not number the "
+                        f"{n} images of summary.json; rerun the method or remove its folder")
+    index = [int(i) for i in index]
     for name, values in columns.items():
         if name in ("name", "index"):
             continue
