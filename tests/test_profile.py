@@ -130,7 +130,7 @@ def test_precision_settings_and_budget_on_cpu():
     assert skipped["skipped"] == "time" and "images_per_s" not in skipped
 
 
-def test_out_of_memory_is_recorded_and_the_others_run(monkeypatch):
+def test_out_of_memory_is_recorded_and_the_others_run(monkeypatch, capsys):
     """A setting the GPU has no memory for is recorded with its error (here simulated: exact fp32
     at batch 2); a bf16 row whose exact-fp32 reference does not fit keeps its timing."""
     from vqfr.studies import profile as profile_module
@@ -151,3 +151,12 @@ def test_out_of_memory_is_recorded_and_the_others_run(monkeypatch):
     assert bf16["images_per_s"] > 0 and bf16["psnr_vs_fp32"] is None
     assert fp32_b2["error"].startswith("out of memory: CUDA out of memory")
     assert "images_per_s" not in fp32_b2 and fp32_b1["images_per_s"] > 0
+    # the printed table shows the error row and goes on (was: KeyError 'latency_s', and the
+    # --json record never written)
+    from vqfr.cli.profile import _print
+
+    _print({"device_name": "CPU", "device": "cpu", "torch": torch.__version__, "threads": 1,
+            "weights": "synthetic", "models": [record]})
+    printed = capsys.readouterr().out
+    assert "fp32 b2 32px: out of memory: CUDA out of memory" in printed
+    assert printed.count(" s [") == 2                   # the two timed rows

@@ -59,7 +59,6 @@ def _print(record: dict) -> None:
                      f" DCN = {flops['total'] / 1e9:.1f} GFLOPs at {flops['size']}x{flops['size']}")
         print(line)
         for s in model["settings"]:
-            lat = s["latency_s"]
             extra = [f"{s['dtype']} b{s['batch_size']} {s['size']}px"]
             extra += ["channels-last"] * s["channels_last"] + ["compiled"] * s["compile"]
             if s["precision"] != "exact":
@@ -67,6 +66,7 @@ def _print(record: dict) -> None:
             if "error" in s or "skipped" in s:
                 print(f"  {' '.join(extra)}: {s.get('error') or 'skipped: ' + s['skipped']}")
                 continue
+            lat = s["latency_s"]
             mem = (f", peak {s['peak_memory_bytes'] / 2 ** 20:.0f} MiB ({s['memory_kind']})"
                    if s.get("peak_memory_bytes") is not None else "")
             psnr = f", PSNR vs fp32 {s['psnr_vs_fp32']:.2f} dB" if s["psnr_vs_fp32"] else ""
