@@ -38,7 +38,8 @@ skipped (``--sections`` runs a subset, e.g. to rerun one after a fix):
 5. speed: ``vqfr-eval profile`` rows per model, dtype, precision and batch size (images/s,
    latency, peak memory, achieved FLOP/s, PSNR against exact fp32);
 6. kernels: torch.profiler's top kernels of a VQFR v1 forward (bf16 and exact fp32);
-7. protocol: synthesised 512² faces, VQFR v1 + the six CelebA-Test metrics in one pass, its
+7. protocol: synthesised 512² faces, VQFR v1 + six of CelebA-Test's seven metrics (LMD is not
+   in ``bench_pipeline``'s official way yet, so not timed) in one pass, its
    rerun, and the official way on the same machine (``bench_pipeline``: restore image by image,
    then one script per metric with the scripts' own NumPy NIQE and PSNR/SSIM and scipy's
    sqrtm), GPU busy %, extrapolated to 3000 images;
