@@ -262,6 +262,11 @@ def test_asset_path_that_does_not_exist_is_an_error(tiny, tmp_path):
      "--offsets-images: must be 0 or more"),
     (["profile", "--repeats", "0"], "--repeats: must be at least 1"),
     (["profile", "--batch-size", "1,0"], "--batch-size: must be at least 1, got 0"),
+    (["run", "--dataset", "D", "--device", "gpu"],
+     "--device: expected cpu, cuda or cuda:N, got 'gpu'"),
+    pytest.param(["profile", "--device", "cuda"], "--device: cuda: torch sees no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")),
+    (["metrics", "--restored", ".", "--device", "cuda:x"], "--device: expected cpu, cuda"),
 ])
 def test_bad_numbers_are_usage_errors(args, message, tmp_path):
     done = subprocess.run([sys.executable, "-m", "vqfr", *args], capture_output=True, text=True,

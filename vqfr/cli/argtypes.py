@@ -90,3 +90,22 @@ def existing_folder(text: str) -> Path:
         raise argparse.ArgumentTypeError(
             f"{path}: {'not a folder' if path.exists() else 'no such folder'}")
     return path
+
+
+def device(text: str) -> str:
+    """A torch device this machine has: cpu, cuda, cuda:N (or another type torch knows)."""
+    import torch
+
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected cpu, cuda or cuda:N, got {text!r}") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: torch sees no CUDA device on this "
+                                             "machine (use --device cpu)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return text

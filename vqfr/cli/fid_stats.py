@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from vqfr.cli.argtypes import existing_folder, file_path, positive_int
+from vqfr.cli.argtypes import device, existing_folder, file_path, positive_int
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
                                                      "(default: the folder name)")
     parser.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
                         help="use a local file for an asset, e.g. fid-inception=PATH")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.set_defaults(func=main)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vqfr.cli.argtypes import file_path, non_negative_int, positive_int, positive_ints
+from vqfr.cli.argtypes import device, file_path, non_negative_int, positive_int, positive_ints
 from vqfr.errors import VqfrError
 
 
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
                     "channels-last and torch.compile the PSNR of the output against fp32.")
     parser.add_argument("--method", action="append", default=[], metavar="MODEL",
                         help="zoo model (repeatable or comma separated; default: all)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default="fp32",
                         help="comma-separated: fp32, fp16, bf16 (autocast)")
     parser.add_argument("--batch-size", default="1", type=positive_ints, metavar="N[,N...]")

@@ -5,14 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from vqfr.cli.argtypes import folder_path, non_negative_int, positive_int, unit_interval
+from vqfr.cli.argtypes import device, folder_path, non_negative_int, positive_int, unit_interval
 from vqfr.cli.ci_options import add_ci_options, ci_options
 from vqfr.run.methods import PAPER_METHODS
 from vqfr.run.restorer import DTYPES, SIZE_POLICIES
 
 
 def add_device_options(parser: argparse.ArgumentParser, batch_size: int = 4) -> None:
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--batch-size", type=positive_int, default=batch_size, metavar="N",
                         help=f"images per model call (default: {batch_size})")
     parser.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
