@@ -345,3 +345,16 @@ def test_damaged_result_files_are_named_not_a_traceback(run, tmp_path, damage):
     done = _cli("power", str(copy), "--metric", metric, "--delta", "0.3")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert str(broken) in done.stderr and "rerun the method" in done.stderr, done.stderr
+
+
+def test_a_later_one_method_run_removes_the_earlier_comparisons(run, tmp_path):
+    """comparisons.json compares the methods' numbers as they were; a later run of one method
+    into the same folder changes that method's numbers, so the file goes (the report
+    recomputes the pairs from the result files)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run["dir"].parent, copy)
+    assert (copy / run["dir"].name / "comparisons.json").is_file()
+    done = _cli("run", "--dataset", str(run["data"]), "--method", "lq", "--metrics", "psnr",
+                "--out", str(copy), "--quiet", "--allow-size", "multiple-of-32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (copy / run["dir"].name / "comparisons.json").exists()

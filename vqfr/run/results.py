@@ -230,11 +230,14 @@ def statistics_method_text(options: Any, has_fid: bool = True, has_kid: bool = T
 def write_statistics(dataset_dir: Path, summaries: dict[str, dict], statistics: Any) -> None:
     """Each interval into its method's ``summary.json`` (``metric_info.<metric>.ci``) and, for
     a run of several methods, the paired comparisons into ``<dataset>/comparisons.json``
-    (replacing an earlier run's: they are recomputed from the files), atomically."""
+    (replacing an earlier run's: they are recomputed from the files; a one-method run removes
+    it), atomically."""
     for slug, summary in summaries.items():
         for column, ci in statistics.intervals.get(slug, {}).items():
             summary["metric_info"][column]["ci"] = ci
         atomic_write_json(Path(dataset_dir) / slug / "summary.json", summary)
+    comparisons = Path(dataset_dir) / "comparisons.json"
     if len(summaries) > 1:
-        atomic_write_json(Path(dataset_dir) / "comparisons.json",
-                          [c.as_dict() for c in statistics.comparisons])
+        atomic_write_json(comparisons, [c.as_dict() for c in statistics.comparisons])
+    else:       # an earlier run's pairs would compare this method's old numbers
+        comparisons.unlink(missing_ok=True)
